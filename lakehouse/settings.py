@@ -1,0 +1,93 @@
+"""One settings model for the whole platform, read from `LAKEHOUSE_*` environment variables.
+
+Every default points at the local stack on 127.0.0.1; pointing the platform at real clusters
+(AWS S3, MSK, a Trino cluster) is a matter of setting these variables, not of changing code.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LakehouseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+
+    # Where the local stack keeps its data, logs and pid files, and where downloads are cached.
+    home: Path = Field(REPO_ROOT / ".lakehouse", description="data, logs and pid files of the local stack")
+    cache_dir: Path = Field(Path.home() / ".cache" / "lakehouse", description="downloaded archives and jars")
+
+    # Object store (S3 API)
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "lakehouse"
+    s3_secret_key: str = "lakehouse-local-secret"
+    bucket: str = "lakehouse"
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    events_topic: str = "clickstream.events"
+    events_partitions: int = 4
+
+    # PostgreSQL (the OLTP source for CDC)
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "lakehouse"
+    postgres_password: str = "lakehouse-local-secret"
+    postgres_db: str = "marketplace"
+
+    # Trino
+    trino_host: str = "127.0.0.1"
+    trino_port: int = 8080
+    trino_user: str = "lakehouse"
+    trino_catalog: str = "delta"
+    trino_java_home: Path | None = Field(None, description="a JDK 24+ for Trino; found under /usr/lib/jvm if unset")
+    trino_heap: str = "2G"
+    kafka_heap: str = "768M"
+
+    # Spark (local mode by default; a spark://, yarn or sc:// master by configuration)
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+
+    # Naming of the lake: schemas in Trino are `<schema_prefix><layer>`, e.g. `silver`, `gold`.
+    schema_prefix: str = ""
+
+    # Dagster UI
+    dagster_port: int = 3000
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.rsplit(":", 1)[1])
+
+    @property
+    def s3_port(self) -> int:
+        return int(self.s3_endpoint.rsplit(":", 1)[1].split("/")[0])
+
+    def schema(self, layer: str) -> str:
+        """Trino schema of a layer (`silver`, `gold`), with the configured prefix."""
+        return f"{self.schema_prefix}{layer}"
+
+    def table_uri(self, layer: str, table: str) -> str:
+        """Location of a Delta table on the object store: s3://<bucket>/<schema>/<table>."""
+        return f"s3://{self.bucket}/{self.schema(layer)}/{table}"
+
+    def delta_storage_options(self) -> dict[str, str]:
+        """Options for delta-rs (deltalake) to reach the object store."""
+        return {
+            "AWS_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_REGION": self.s3_region,
+            "AWS_ACCESS_KEY_ID": self.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+            "AWS_ALLOW_HTTP": "true" if self.s3_endpoint.startswith("http://") else "false",
+        }
+
+
+@cache
+def get_settings() -> LakehouseSettings:
+    return LakehouseSettings()

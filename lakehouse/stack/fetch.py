@@ -1,0 +1,145 @@
+"""Download and cache the JVM artifacts of the stack from Maven Central.
+
+Maven does the transfer (it writes to a temporary file and checks the published checksum,
+`-C` makes a mismatch fatal), so a half-downloaded file is never taken for a whole one. What we
+build from the downloads (a jar folder, an unpacked server) is made in a temporary folder and
+renamed into place with a marker file last, so an interrupted run is detected and redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from lakehouse.stack.errors import StackError
+
+MAVEN_DIR = Path(__file__).resolve().parent / "maven"
+COMPLETE_MARKER = ".complete"
+
+
+def _require_maven() -> str:
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise StackError(
+            "Maven (`mvn`) is not installed; the stack fetches its jars from Maven Central with it.",
+            fix="apt-get install -y maven",
+        )
+    return mvn
+
+
+def _run_maven(args: list[str], what: str) -> None:
+    cmd = [_require_maven(), "-B", "-q", "-C", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise StackError(
+            f"downloading {what} from Maven Central failed:\n{tail}",
+            fix="check the network access to Maven Central and run the command again "
+            "(completed downloads are cached in ~/.m2 and reused)",
+        )
+
+
+def is_complete(folder: Path) -> bool:
+    return (folder / COMPLETE_MARKER).exists()
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Move a freshly built folder into place, marking it complete."""
+    (tmp / COMPLETE_MARKER).write_text("ok\n")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def jar_set(pom_name: str, cache_dir: Path, log=print) -> Path:
+    """All runtime jars of a pom in `stack/maven/`, copied into `<cache>/jars/<name>/`."""
+    final = cache_dir / "jars" / pom_name
+    if is_complete(final):
+        return final
+    log(f"  fetching {pom_name} jars from Maven Central (cached afterwards) ...")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{pom_name}-", dir=final.parent))
+    try:
+        _run_maven(
+            [
+                "-f",
+                str(MAVEN_DIR / f"{pom_name}.xml"),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp}",
+                "-DincludeScope=runtime",
+            ],
+            f"the {pom_name} jars",
+        )
+        return _publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _local_repo() -> Path:
+    return Path.home() / ".m2" / "repository"
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def maven_file(group: str, artifact: str, version: str, ext: str) -> Path:
+    """One artifact from Maven Central, verified against its published SHA-1."""
+    path = _local_repo() / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.{ext}"
+    for attempt in (1, 2):
+        if not path.exists():
+            _run_maven(
+                ["dependency:get", f"-Dartifact={group}:{artifact}:{version}:{ext}", "-Dtransitive=false"],
+                f"{artifact}-{version}.{ext}",
+            )
+        sha_file = path.with_name(path.name + ".sha1")
+        expected = sha_file.read_text().split()[0].strip() if sha_file.exists() else None
+        if expected is None or _sha1(path) == expected:
+            return path
+        # A corrupt or truncated file in the local repository: drop it and fetch it once more.
+        path.unlink(missing_ok=True)
+        sha_file.unlink(missing_ok=True)
+        if attempt == 2:
+            raise StackError(
+                f"{path.name} does not match its published SHA-1 after a fresh download",
+                fix=f"delete {path.parent} and run the command again",
+            )
+    return path
+
+
+def unpacked_tarball(
+    archive: Path, final: Path, keep_plugins: set[str] | None = None, log=print
+) -> Path:
+    """Unpack a server tarball into `final` (its single top folder), optionally pruning plugins."""
+    if is_complete(final):
+        return final
+    log(f"  unpacking {archive.name} ...")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="tar")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            archive.unlink(missing_ok=True)
+            raise StackError(
+                f"{archive.name} is damaged ({exc}); it has been deleted",
+                fix="run the command again to download it anew",
+            ) from exc
+        (top,) = [p for p in tmp.iterdir() if p.is_dir()]
+        if keep_plugins is not None:
+            for plugin in (top / "plugin").iterdir():
+                if plugin.name not in keep_plugins:
+                    shutil.rmtree(plugin)
+        return _publish(top, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,154 @@
+"""`lakehouse stack up|down|status|logs`: the local stack, one service after another.
+
+`up` is idempotent (a healthy service is left alone) and waits for each service's health
+check before starting the next one, because two cores do not take a parallel start well.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+from lakehouse.settings import LakehouseSettings
+from lakehouse.stack import process
+from lakehouse.stack.errors import StackError
+from lakehouse.stack.services import SERVICES, Service, by_name
+
+
+def _run_dir(s: LakehouseSettings) -> Path:
+    return s.home / "run"
+
+
+def log_path(s: LakehouseSettings, service: str) -> Path:
+    return s.home / "logs" / f"{service}.log"
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with path.open(errors="replace") as f:
+            return "".join(deque(f, maxlen=lines))
+    except FileNotFoundError:
+        return f"(no log yet at {path})\n"
+
+
+def _select(names: list[str] | None) -> list[Service]:
+    return [by_name(n) for n in names] if names else list(SERVICES)
+
+
+def _live_record(s: LakehouseSettings, svc: Service, log) -> process.ProcessRecord | None:
+    record = process.read_record(_run_dir(s), svc.name)
+    if record and not record.is_alive():
+        log(f"  {svc.name}: removing a stale pid record (pid {record.pid} is gone); see {record.log}")
+        process.drop_record(_run_dir(s), svc.name)
+        return None
+    return record
+
+
+def _check_ports_free(s: LakehouseSettings, svc: Service) -> None:
+    for port, purpose in svc.ports(s).items():
+        owner = process.port_owner(port)
+        if owner:
+            raise StackError(
+                f"port {port} ({purpose}) that {svc.name} needs is already in use by {owner}",
+                fix="stop that process, or move our service to another port with its LAKEHOUSE_* "
+                "variable (see `lakehouse stack status` and the README's configuration table)",
+            )
+
+
+def _wait_healthy(s: LakehouseSettings, svc: Service, record: process.ProcessRecord, log) -> None:
+    deadline = time.monotonic() + svc.start_timeout
+    started = time.monotonic()
+    last_report = started
+    reason = svc.health(s)
+    while reason is not None:
+        if not record.is_alive():
+            raise StackError(
+                f"{svc.name} exited while starting. Last lines of {record.log}:\n"
+                + _tail(Path(record.log), 25),
+                fix=f"read the log above; `lakehouse stack logs {svc.name}` shows more",
+            )
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{svc.name} was not healthy after {svc.start_timeout:.0f}s ({reason}). Last log lines:\n"
+                + _tail(Path(record.log), 25),
+                fix=f"check `lakehouse stack logs {svc.name}`; on a slow machine run `up` again",
+            )
+        if time.monotonic() - last_report > 15:
+            log(f"  {svc.name}: waiting ({reason}) {time.monotonic() - started:.0f}s ...")
+            last_report = time.monotonic()
+        time.sleep(1.0)
+        reason = svc.health(s)
+
+
+def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
+    services = _select(names)
+    log("fetching what the stack needs (cached after the first run) ...")
+    for svc in services:
+        svc.fetch(s, log)
+    for svc in services:
+        record = _live_record(s, svc, log)
+        t0 = time.monotonic()
+        if record:
+            log(f"{svc.name}: already running (pid {record.pid}), checking health ...")
+        else:
+            _check_ports_free(s, svc)
+            launch = svc.prepare(s, log)
+            log(f"{svc.name}: starting {svc.description} ...")
+            record = process.launch(
+                _run_dir(s), svc.name, launch.cmd, log_path(s, svc.name),
+                env=launch.env, cwd=launch.cwd, user=launch.user,
+            )  # fmt: skip
+        _wait_healthy(s, svc, record, log)
+        svc.after_start(s, log)
+        log(f"{svc.name}: healthy at {svc.url(s)} ({time.monotonic() - t0:.1f}s)")
+
+
+def down(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
+    for svc in reversed(_select(names)):
+        record = _live_record(s, svc, log)
+        if not record:
+            log(f"{svc.name}: not running")
+            continue
+        log(f"{svc.name}: stopping pid {record.pid} ...")
+        process.terminate(record)
+        process.drop_record(_run_dir(s), svc.name)
+        log(f"{svc.name}: stopped")
+
+
+def status(s: LakehouseSettings) -> list[dict[str, str]]:
+    rows = []
+    for svc in SERVICES:
+        record = process.read_record(_run_dir(s), svc.name)
+        ports = ",".join(str(p) for p in svc.ports(s))
+        if record is None:
+            state, health, pid = "stopped", "-", "-"
+        elif not record.is_alive():
+            state, health, pid = "dead (stale pid record)", "-", str(record.pid)
+        else:
+            reason = svc.health(s)
+            state, health, pid = "running", "healthy" if reason is None else reason, str(record.pid)
+        rows.append({"service": svc.name, "state": state, "pid": pid, "ports": ports,
+                     "health": health, "url": svc.url(s), "log": str(log_path(s, svc.name))})  # fmt: skip
+    return rows
+
+
+def logs(s: LakehouseSettings, name: str, lines: int = 50) -> str:
+    by_name(name)
+    return _tail(log_path(s, name), lines)
+
+
+def our_processes(s: LakehouseSettings) -> list[int]:
+    """Pids of live processes recorded by this stack (and their children)."""
+    import psutil
+
+    pids = []
+    for svc in SERVICES:
+        record = process.read_record(_run_dir(s), svc.name)
+        if record and record.is_alive():
+            pids.append(record.pid)
+            try:
+                pids.extend(c.pid for c in psutil.Process(record.pid).children(recursive=True))
+            except psutil.Error:
+                pass
+    return pids

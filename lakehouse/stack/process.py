@@ -1,0 +1,144 @@
+"""Start, find and stop the stack's local processes.
+
+Each started process has a record (`<home>/run/<service>.json`) with its pid and its start time,
+so a stale record (the process died, or the pid was reused by another program) is recognised
+and `down` stops exactly the processes that `up` started, with their children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass
+class ProcessRecord:
+    service: str
+    pid: int
+    create_time: float
+    cmdline: list[str]
+    log: str
+
+    def is_alive(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            return (
+                abs(proc.create_time() - self.create_time) < 1.0
+                and proc.status() != psutil.STATUS_ZOMBIE
+            )
+        except psutil.Error:
+            return False
+
+
+def _record_path(run_dir: Path, service: str) -> Path:
+    return run_dir / f"{service}.json"
+
+
+def read_record(run_dir: Path, service: str) -> ProcessRecord | None:
+    path = _record_path(run_dir, service)
+    try:
+        return ProcessRecord(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        # An unreadable record cannot name a live process of ours: treat it as stale.
+        path.unlink(missing_ok=True)
+        return None
+
+
+def drop_record(run_dir: Path, service: str) -> None:
+    _record_path(run_dir, service).unlink(missing_ok=True)
+
+
+def launch(
+    run_dir: Path,
+    service: str,
+    cmd: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> ProcessRecord:
+    """Start a process in its own session (so it outlives this command), logging to a file."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+            user=user,
+        )
+    record = ProcessRecord(
+        service=service,
+        pid=proc.pid,
+        create_time=psutil.Process(proc.pid).create_time(),
+        cmdline=cmd,
+        log=str(log_path),
+    )
+    _record_path(run_dir, service).write_text(json.dumps(asdict(record)))
+    return record
+
+
+def terminate(record: ProcessRecord, timeout: float = 60.0) -> None:
+    """SIGTERM the process and its children, then SIGKILL whatever is left after `timeout`."""
+    try:
+        root = psutil.Process(record.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+
+
+def port_owner(port: int) -> str | None:
+    """Who listens on a TCP port of this machine (`pid 123 (java)`), or None if it is free."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        conns = []
+    for conn in conns:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid:
+                try:
+                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                except psutil.Error:
+                    return f"pid {conn.pid}"
+            return "another process"
+    return None
+
+
+def listens_on(record: ProcessRecord, port: int) -> bool:
+    """Whether the process of `record` (or one of its children) listens on `port`."""
+    try:
+        root = psutil.Process(record.pid)
+        pids = {root.pid, *(c.pid for c in root.children(recursive=True))}
+    except psutil.Error:
+        return False
+    return any(
+        c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid in pids
+        for c in psutil.net_connections(kind="tcp")
+    )

