@@ -1,0 +1,27 @@
+"""The Dagster code location: the whole lakehouse as one asset graph."""
+
+
+import dagster as dg
+
+from lakehouse.batch import assets as batch_assets
+from lakehouse.batch import checks as batch_checks
+from lakehouse.ingest import assets as ingest_assets
+from lakehouse.ingest import checks as ingest_checks
+from lakehouse.resources import build_resources
+from lakehouse.settings import get_settings
+from lakehouse.warehouse.assets import dbt_resource, gold_dbt_models
+
+settings = get_settings()
+
+all_assets_job = dg.define_asset_job(
+    "lakehouse_all",
+    selection=dg.AssetSelection.all(),
+    description="Every asset, raw to gold, for one partition range (the demo and CI run).",
+)
+
+defs = dg.Definitions(
+    assets=[*dg.load_assets_from_modules([ingest_assets, batch_assets]), gold_dbt_models],
+    asset_checks=dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
+    jobs=[all_assets_job],
+    resources={**build_resources(settings), "dbt": dbt_resource()},
+)

@@ -1,0 +1,16 @@
+"""Resources own all I/O and configuration; each is built from the one settings model."""
+
+from lakehouse.resources.kafka import KafkaResource
+from lakehouse.resources.lake import LakeResource
+from lakehouse.resources.spark import LakehouseSparkResource
+from lakehouse.resources.trino import TrinoResource
+from lakehouse.settings import LakehouseSettings
+
+
+def build_resources(s: LakehouseSettings) -> dict:
+    return {
+        "kafka": KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic),
+        "lake": LakeResource.from_settings(s),
+        "trino": TrinoResource.from_settings(s),
+        "spark": LakehouseSparkResource.from_settings(s),
+    }

@@ -1,0 +1,56 @@
+"""The lake: Delta tables on the S3-compatible object store, read and written with delta-rs."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from lakehouse.settings import LakehouseSettings
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where each layer's Delta tables live (`s3://<bucket>/<prefix><layer>/<table>`) and how to reach them."""
+
+    s3_endpoint: str
+    s3_region: str
+    s3_access_key: str
+    s3_secret_key: str
+    bucket: str
+    schema_prefix: str = ""
+
+    @classmethod
+    def from_settings(cls, s: LakehouseSettings) -> LakeResource:
+        return cls(s3_endpoint=s.s3_endpoint, s3_region=s.s3_region, s3_access_key=s.s3_access_key,
+                   s3_secret_key=s.s3_secret_key, bucket=s.bucket, schema_prefix=s.schema_prefix)  # fmt: skip
+
+    def _settings(self) -> LakehouseSettings:
+        return LakehouseSettings(s3_endpoint=self.s3_endpoint, s3_region=self.s3_region,
+                                 s3_access_key=self.s3_access_key, s3_secret_key=self.s3_secret_key,
+                                 bucket=self.bucket, schema_prefix=self.schema_prefix)  # fmt: skip
+
+    def schema(self, layer: str) -> str:
+        return self._settings().schema(layer)
+
+    def table_uri(self, layer: str, table: str) -> str:
+        return self._settings().table_uri(layer, table)
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        return self._settings().delta_storage_options()
+
+    def table(self, layer: str, table: str) -> DeltaTable | None:
+        """The Delta table, or None if it has not been written yet."""
+        try:
+            return DeltaTable(self.table_uri(layer, table), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def read(self, layer: str, table: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+        dt = self.table(layer, table)
+        if dt is None:
+            raise FileNotFoundError(
+                f"Delta table {self.table_uri(layer, table)} does not exist yet: materialize its asset first"
+            )
+        return dt.to_pyarrow_table(columns=columns, filters=filters)

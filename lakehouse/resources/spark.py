@@ -1,0 +1,71 @@
+"""Spark: a PySpark session (dagster-pyspark) configured for Delta Lake on the object store.
+
+Local mode by default; `LAKEHOUSE_SPARK_MASTER` points it at a cluster (`spark://...`, `yarn`).
+The Delta and S3A jars come from Maven Central into the cache and are passed by path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyspark
+from dagster_pyspark import PySparkResource
+from dagster_pyspark.resources import spark_session_from_config
+
+from lakehouse.settings import LakehouseSettings
+from lakehouse.stack import fetch
+
+
+def _jar_key(name: str) -> str:
+    """Artifact name of a jar file without its version: `hadoop-aws-3.5.0.jar` -> `hadoop-aws`."""
+    parts = name.removesuffix(".jar").split("-")
+    while parts and parts[-1][:1].isdigit():
+        parts.pop()
+    return "-".join(parts)
+
+
+def spark_jars(cache_dir: Path, log=print) -> list[str]:
+    """The cached extra jars that pyspark does not already ship."""
+    folder = fetch.jar_set("spark", cache_dir, log=log)
+    bundled = {_jar_key(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    return sorted(str(p) for p in folder.glob("*.jar") if _jar_key(p.name) not in bundled)
+
+
+def spark_config(s: LakehouseSettings, jars: list[str]) -> dict[str, str]:
+    return {
+        "spark.master": s.spark_master,
+        "spark.app.name": "lakehouse",
+        "spark.driver.memory": s.spark_driver_memory,
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.host": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.jars": ",".join(jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint": s.s3_endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": s.s3_region,
+        "spark.hadoop.fs.s3a.access.key": s.s3_access_key,
+        "spark.hadoop.fs.s3a.secret.key": s.s3_secret_key,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(s.s3_endpoint.startswith("https")).lower(),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.delta.logStore.s3.impl": "io.delta.storage.S3SingleDriverLogStore",
+    }
+
+
+class LakehouseSparkResource(PySparkResource):
+    """dagster-pyspark's session, with the lake's jars fetched (once, cached) before it starts."""
+
+    cache_dir: str
+
+    @classmethod
+    def from_settings(cls, s: LakehouseSettings) -> LakehouseSparkResource:
+        return cls(spark_config=spark_config(s, jars=[]), cache_dir=str(s.cache_dir))
+
+    def setup_for_execution(self, context) -> None:
+        jars = spark_jars(Path(self.cache_dir), log=context.log.info)
+        self._spark_session = spark_session_from_config({**self.spark_config, "spark.jars": ",".join(jars)})
