@@ -1,6 +1,5 @@
 """The Dagster code location: the whole lakehouse as one asset graph."""
 
-
 import dagster as dg
 
 from lakehouse.batch import assets as batch_assets

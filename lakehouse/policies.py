@@ -8,7 +8,9 @@ PLATFORM_OWNER = "team:data-platform"
 ANALYTICS_OWNER = "team:analytics-engineering"
 
 # Streaming layers are landed continuously by sensors: stale within the hour is a problem.
-STREAMING_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1))
+STREAMING_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)
+)
 # Daily layers are built each morning for yesterday: late after 06:00 UTC.
 DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=24))
 

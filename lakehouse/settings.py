@@ -47,7 +47,9 @@ class LakehouseSettings(BaseSettings):
     trino_port: int = 8080
     trino_user: str = "lakehouse"
     trino_catalog: str = "delta"
-    trino_java_home: Path | None = Field(None, description="a JDK 24+ for Trino; found under /usr/lib/jvm if unset")
+    trino_java_home: Path | None = Field(
+        None, description="a JDK 24+ for Trino; found under /usr/lib/jvm if unset"
+    )
     trino_heap: str = "2G"
     kafka_heap: str = "768M"
 

@@ -1,6 +1,5 @@
 """Silver daily facts computed with PySpark, one Spark session for a whole partition range."""
 
-
 import dagster as dg
 from pyspark.sql import functions as F
 

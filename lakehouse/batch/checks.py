@@ -1,6 +1,5 @@
 """Asset checks of the silver tables."""
 
-
 from collections import Counter
 
 import dagster as dg
@@ -15,7 +14,9 @@ def silver_funnel_reconciles_with_bronze(lake: LakeResource) -> dg.AssetCheckRes
     silver = lake.read("silver", "product_funnel_daily", columns=["event_date", "events"])
     bronze = lake.read("bronze", "clickstream_events", columns=["event_date"])
     silver_days: Counter = Counter()
-    for day, n in zip(silver.column("event_date").to_pylist(), silver.column("events").to_pylist(), strict=True):
+    for day, n in zip(
+        silver.column("event_date").to_pylist(), silver.column("events").to_pylist(), strict=True
+    ):
         silver_days[str(day)] += n
     bronze_days = Counter(str(d) for d in bronze.column("event_date").to_pylist())
     mismatched = {d: {"silver": n, "bronze": bronze_days.get(d, 0)} for d, n in silver_days.items()

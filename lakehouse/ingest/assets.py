@@ -1,6 +1,5 @@
 """Raw and bronze clickstream: Kafka -> Delta exactly as received, then typed and deduplicated."""
 
-
 from collections import Counter
 
 import dagster as dg

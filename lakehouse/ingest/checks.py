@@ -1,6 +1,5 @@
 """Asset checks of the raw and bronze clickstream tables."""
 
-
 import dagster as dg
 import pyarrow.compute as pc
 

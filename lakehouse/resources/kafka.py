@@ -109,7 +109,12 @@ class KafkaResource(dg.ConfigurableResource):
         })  # fmt: skip
 
     def read_batches(
-        self, topic: str, start: dict[int, int], end: dict[int, int], batch_size: int, idle_timeout: float = 30.0
+        self,
+        topic: str,
+        start: dict[int, int],
+        end: dict[int, int],
+        batch_size: int,
+        idle_timeout: float = 30.0,
     ) -> Iterator[list[KafkaRecord]]:
         """Records of each partition from `start` (inclusive) up to `end` (exclusive), in batches."""
         todo = {p: (start.get(p, 0), end[p]) for p in end if end[p] > start.get(p, 0)}

@@ -37,7 +37,9 @@ class TrinoResource(dg.ConfigurableResource):
             conn.close()
 
     def ensure_schema(self, schema: str, location: str) -> None:
-        self.query(f'CREATE SCHEMA IF NOT EXISTS {self.catalog}."{schema}" WITH (location = {sql_literal(location)})')
+        self.query(
+            f'CREATE SCHEMA IF NOT EXISTS {self.catalog}."{schema}" WITH (location = {sql_literal(location)})'
+        )
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query(

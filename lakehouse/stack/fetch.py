@@ -116,9 +116,7 @@ def maven_file(group: str, artifact: str, version: str, ext: str) -> Path:
     return path
 
 
-def unpacked_tarball(
-    archive: Path, final: Path, keep_plugins: set[str] | None = None, log=print
-) -> Path:
+def unpacked_tarball(archive: Path, final: Path, keep_plugins: set[str] | None = None, log=print) -> Path:
     """Unpack a server tarball into `final` (its single top folder), optionally pruning plugins."""
     if is_complete(final):
         return final

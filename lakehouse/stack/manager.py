@@ -6,6 +6,7 @@ check before starting the next one, because two cores do not take a parallel sta
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from pathlib import Path
@@ -147,8 +148,6 @@ def our_processes(s: LakehouseSettings) -> list[int]:
         record = process.read_record(_run_dir(s), svc.name)
         if record and record.is_alive():
             pids.append(record.pid)
-            try:
+            with contextlib.suppress(psutil.Error):
                 pids.extend(c.pid for c in psutil.Process(record.pid).children(recursive=True))
-            except psutil.Error:
-                pass
     return pids

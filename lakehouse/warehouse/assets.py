@@ -1,13 +1,18 @@
 """Gold warehouse tables: the dbt project in `dbt_project/`, run through Trino with dagster-dbt."""
 
-
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from lakehouse.policies import ANALYTICS_OWNER, DAILY_FRESHNESS
 from lakehouse.settings import REPO_ROOT
@@ -24,7 +29,9 @@ dbt_project.prepare_if_dev()
 class LakehouseDbtTranslator(DagsterDbtTranslator):
     """dbt models become `gold/<model>` assets owned by analytics engineering, fresh each morning."""
 
-    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
         if props["resource_type"] != "model":
@@ -40,7 +47,9 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    dagster_dbt_translator=LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+    dagster_dbt_translator=LakehouseDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+    ),
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def gold_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):

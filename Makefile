@@ -1,0 +1,71 @@
+# The two commands of the README:
+#   make demo   set everything up, start the local stack, run the whole asset graph, print a summary
+#   make test   set everything up, start the local stack, lint, run the whole test suite
+# Configuration: LAKEHOUSE_* environment variables (see README).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLINK_VENV := streaming/.venv
+export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
+
+.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: system-deps $(BIN)/.installed $(FLINK_VENV)/.installed dbt_project/target/manifest.json  ## install everything (idempotent)
+
+system-deps:  ## Java, Maven and PostgreSQL from Debian packages, when missing
+	@bash scripts/system-deps.sh
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@echo "setup: main Python environment in $(VENV) ..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	@touch $@
+
+$(FLINK_VENV)/.installed: streaming/requirements.txt streaming/requirements.lock
+	@echo "setup: PyFlink environment in $(FLINK_VENV) (its own: apache-flink pins conflict with the main one) ..."
+	@test -x $(FLINK_VENV)/bin/python || $(PYTHON) -m venv $(FLINK_VENV)
+	@$(FLINK_VENV)/bin/python -m pip install -q --upgrade pip
+	@$(FLINK_VENV)/bin/python -m pip install -q -c streaming/requirements.lock -r streaming/requirements.txt
+	@$(FLINK_VENV)/bin/python -c "import pyflink; print('setup: pyflink', pyflink.__file__)"
+	@touch $@
+
+dbt_project/target/manifest.json: $(BIN)/.installed $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f) dbt_project/dbt_project.yml
+	@cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
+
+demo: setup  ## stack up, generate events, materialize every asset, print a summary
+	@$(BIN)/lakehouse demo
+
+up: setup  ## start the local stack
+	@$(BIN)/lakehouse stack up
+
+down:  ## stop the local stack (data is kept)
+	@if [ -x $(BIN)/lakehouse ]; then $(BIN)/lakehouse stack down; fi
+
+status:  ## each service, its port and health
+	@$(BIN)/lakehouse stack status
+
+logs:  ## last lines of every service's log
+	@$(BIN)/lakehouse stack logs
+
+lint: $(BIN)/.installed  ## ruff over the code
+	@$(BIN)/ruff check lakehouse assets_tests streaming scripts
+	@$(BIN)/ruff format --check lakehouse assets_tests streaming scripts
+
+unit: $(BIN)/.installed  ## tests that need no running service
+	@$(BIN)/pytest -m "not stack"
+
+test: setup lint  ## the whole suite on the live stack (starts it if needed)
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/pytest
+
+ui: setup  ## the Dagster UI on the materialized data
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/dagster dev -h 127.0.0.1 -p $${LAKEHOUSE_DAGSTER_PORT:-3000} -w workspace.yaml
+
+clean: down  ## remove the environments and all local data (the download cache stays)
+	rm -rf $(VENV) $(FLINK_VENV) .lakehouse dbt_project/target
