@@ -27,15 +27,30 @@ def materialize_command(first: date, last: date, select: str = "*") -> list[str]
             "--partition-range", f"{first.isoformat()}...{last.isoformat()}"]  # fmt: skip
 
 
+PROGRESS_EVENTS = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_CHECK_EVALUATION", "RUN_SUCCESS")
+
+
 def materialize(s: LakehouseSettings, first: date, last: date, select: str = "*") -> None:
+    """Run `dagster asset materialize` for a partition range, showing each step as it goes."""
     cmd = materialize_command(first, last, select)
     print(f"materializing: {' '.join(cmd[1:])}", flush=True)
-    proc = subprocess.run(cmd, env=dagster_env(s), capture_output=True, text=True)
     log = s.home / "logs" / "materialize.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(proc.stdout + proc.stderr)
+    failures: list[str] = []
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, env=dagster_env(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for line in proc.stdout:
+            out.write(line)
+            parts = [p.strip() for p in line.split(" - ")]
+            event = next((e for e in PROGRESS_EVENTS if e in parts), None)
+            if event:
+                print(f"  {parts[-2] if len(parts) > 5 else ''} {event}: {parts[-1][:140]}", flush=True)
+            if "Error" in line or "FAILURE" in line:
+                failures.append(line.rstrip())
+        proc.wait()
     if proc.returncode != 0:
-        failures = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "Error" in ln or "FAILURE" in ln]
         raise StackError(
             "materialization failed:\n" + "\n".join(failures[-12:]),
             fix=f"read the full log at {log}; the services' logs are under {s.home / 'logs'}",

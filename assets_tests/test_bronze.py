@@ -1,0 +1,62 @@
+"""Typing and deduplication of raw messages into bronze rows (pure logic)."""
+
+import json
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.ingest.bronze import BRONZE_SCHEMA, parse_event, to_bronze
+from lakehouse.ingest.landing import RAW_SCHEMA
+
+
+def event(**overrides):
+    base = {"event_id": "e1", "event_type": "click", "event_time": "2026-04-30T23:59:59.500Z", "user_id": 7,
+            "session_hint": "s", "product_id": 3, "merchant_id": 2, "price": 9.5, "quantity": None,
+            "device": "web", "country": "DE", "schema_version": 1, "properties": {"position": 2}}  # fmt: skip
+    base.update(overrides)
+    return json.dumps(base).encode()
+
+
+def raw_table(values: list[bytes]) -> pa.Table:
+    n = len(values)
+    return pa.table({"topic": ["t"] * n, "partition": [0] * n, "offset": list(range(n)),
+                     "kafka_timestamp": [0] * n, "key": [b"k"] * n, "value": values,
+                     "ingested_at": [datetime.now(UTC)] * n}, schema=RAW_SCHEMA)  # fmt: skip
+
+
+def test_parse_types_and_date():
+    row = parse_event(event())
+    assert row["event_time"] == datetime(2026, 4, 30, 23, 59, 59, 500000, tzinfo=UTC)
+    assert str(row["event_date"]) == "2026-04-30"
+    assert row["price"] == 9.5 and row["quantity"] is None
+    assert json.loads(row["properties"]) == {"position": 2}
+
+
+def test_timezone_offsets_are_normalised_to_utc():
+    row = parse_event(event(event_time="2026-05-01T01:30:00+02:00"))
+    assert str(row["event_date"]) == "2026-04-30"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (event(event_id=None), "missing required field(s): event_id"),
+        (event(event_time="yesterday"), "event_time is not an ISO-8601 timestamp"),
+        (event(user_id="abc"), "user_id is not int"),
+    ],
+)
+def test_invalid_messages_are_rejected_with_a_reason(value, reason):
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse_event(value)
+
+
+def test_to_bronze_keeps_first_delivery_and_counts_rejects():
+    batch = to_bronze(raw_table([event(), event(event_id="e2"), event(), b"oops"]))
+    assert batch.table.schema == BRONZE_SCHEMA
+    assert batch.table.column("event_id").to_pylist() == ["e1", "e2"]
+    assert batch.table.column("kafka_offset").to_pylist() == [0, 1]
+    assert batch.duplicates == 1
+    assert [(p, o) for p, o, _ in batch.rejected] == [(0, 3)]

@@ -1,0 +1,91 @@
+"""Bad situations give a clear error naming the cause and the fix (no running stack needed)."""
+
+import io
+import os
+import socket
+import tarfile
+
+import pytest
+
+from lakehouse.settings import LakehouseSettings
+from lakehouse.stack import fetch, manager, process
+from lakehouse.stack.errors import StackError
+from lakehouse.stack.services import Service, find_java
+
+
+class _OnePort(Service):
+    name = "probe"
+
+    def __init__(self, port):
+        self.port = port
+
+    def ports(self, s):
+        return {self.port: "probe port"}
+
+
+def test_a_port_already_taken_names_its_owner_and_the_fix(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(StackError) as err:
+            manager._check_ports_free(LakehouseSettings(home=tmp_path), _OnePort(port))
+    assert f"port {port} (probe port)" in err.value.problem
+    assert f"pid {os.getpid()}" in err.value.problem  # the owner: this test's own process
+    assert "LAKEHOUSE_" in err.value.fix
+
+
+def test_a_damaged_archive_is_deleted_and_refetched_next_time(tmp_path):
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w:gz") as tar:
+        data = b"x" * 100_000
+        info = tarfile.TarInfo("server-1/lib/big.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    archive = tmp_path / "server-1.tar.gz"
+    archive.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])  # a half download
+    with pytest.raises(StackError) as err:
+        fetch.unpacked_tarball(archive, tmp_path / "out", log=lambda _: None)
+    assert "damaged" in err.value.problem and "again" in err.value.fix
+    assert not archive.exists()
+    assert not (tmp_path / "out").exists()
+    archive.write_bytes(good.getvalue())
+    out = fetch.unpacked_tarball(archive, tmp_path / "out", log=lambda _: None)
+    assert (out / "lib" / "big.bin").stat().st_size == 100_000
+    assert fetch.is_complete(out)
+
+
+def test_a_stale_pid_record_is_recognised_and_removed(tmp_path):
+    s = LakehouseSettings(home=tmp_path)
+    record = process.launch(tmp_path / "run", "objectstore", ["true"], tmp_path / "logs" / "x.log")
+    import psutil
+
+    psutil.Process(record.pid).wait(10)
+    rows = {r["service"]: r for r in manager.status(s)}
+    assert rows["objectstore"]["state"] == "dead (stale pid record)"
+    messages = []
+    assert manager._live_record(s, manager.by_name("objectstore"), messages.append) is None
+    assert "stale pid record" in messages[0]
+    assert process.read_record(tmp_path / "run", "objectstore") is None
+
+
+def test_a_crashed_service_reports_its_log(tmp_path):
+    class Crashing(_OnePort):
+        start_timeout = 30
+
+        def health(self, s):
+            return "not up"
+
+    s = LakehouseSettings(home=tmp_path)
+    record = process.launch(tmp_path / "run", "probe", ["sh", "-c", "echo boom: bad config >&2; exit 3"],
+                            tmp_path / "logs" / "probe.log")  # fmt: skip
+    with pytest.raises(StackError) as err:
+        manager._wait_healthy(s, Crashing(1), record, log=lambda _: None)
+    assert "exited while starting" in err.value.problem
+    assert "boom: bad config" in err.value.problem
+
+
+def test_a_wrong_java_setting_is_explained(tmp_path):
+    with pytest.raises(StackError) as err:
+        find_java(24, tmp_path, "LAKEHOUSE_TRINO_JAVA_HOME")
+    assert "LAKEHOUSE_TRINO_JAVA_HOME" in err.value.problem and "JDK 24" in err.value.fix

