@@ -15,6 +15,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: system-deps $(BIN)/.installed $(FLINK_VENV)/.installed dbt_project/target/manifest.json  ## install everything (idempotent)
+	@$(BIN)/lakehouse stack fetch
 
 system-deps:  ## Java, Maven and PostgreSQL from Debian packages, when missing
 	@bash scripts/system-deps.sh

@@ -16,12 +16,15 @@ def _stack(args: argparse.Namespace) -> int:
     if args.action == "up":
         manager.up(s, args.services or None)
         print("stack: up")
+    elif args.action == "fetch":
+        manager.fetch_all(s)
+        print("stack: everything downloaded")
     elif args.action == "down":
         manager.down(s, args.services or None)
         print("stack: down")
     elif args.action == "status":
         rows = manager.status(s)
-        cols = ["service", "state", "pid", "ports", "health", "url"]
+        cols = ["service", "state", "pid", "ports", "health", "memory", "url"]
         widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
         print("  ".join(c.upper().ljust(widths[c]) for c in cols))
         for r in rows:
@@ -62,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     stack = sub.add_parser("stack", help="start, stop and inspect the local services",
                            description="Run the local stack (SeaweedFS, PostgreSQL, Kafka, Trino) as "
                            "processes on 127.0.0.1. Data survives down/up; downloads are cached.")  # fmt: skip
-    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument(
+        "action",
+        choices=["up", "down", "status", "logs", "fetch"],
+        help="fetch: download everything (servers, jars) without starting anything",
+    )
     stack.add_argument("services", nargs="*", help="only these services (default: all, in order)")
     stack.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (logs)")
     stack.set_defaults(func=_stack)

@@ -83,17 +83,17 @@ def _wait_healthy(s: LakehouseSettings, svc: Service, record: process.ProcessRec
 
 
 def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
-    services = _select(names)
-    log("fetching what the stack needs (cached after the first run) ...")
-    for svc in services:
-        svc.fetch(s, log)
-    for svc in services:
+    for svc in _select(names):
         record = _live_record(s, svc, log)
         t0 = time.monotonic()
         if record:
             log(f"{svc.name}: already running (pid {record.pid}), checking health ...")
+        elif process.port_owner(next(iter(svc.ports(s)))) and svc.served_elsewhere(s):
+            log(f"{svc.name}: served by another process at {svc.url(s)} (e.g. docker compose); using it")
+            continue
         else:
             _check_ports_free(s, svc)
+            svc.fetch(s, log)
             launch = svc.prepare(s, log)
             log(f"{svc.name}: starting {svc.description} ...")
             record = process.launch(
@@ -103,6 +103,15 @@ def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
         _wait_healthy(s, svc, record, log)
         svc.after_start(s, log)
         log(f"{svc.name}: healthy at {svc.url(s)} ({time.monotonic() - t0:.1f}s)")
+
+
+def fetch_all(s: LakehouseSettings, log=print) -> None:
+    """Download everything the stack and the Spark runs need, without starting anything."""
+    from lakehouse.resources.spark import spark_jars
+
+    for svc in SERVICES:
+        svc.fetch(s, log)
+    spark_jars(s.cache_dir, log=log)
 
 
 def down(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
@@ -129,9 +138,23 @@ def status(s: LakehouseSettings) -> list[dict[str, str]]:
         else:
             reason = svc.health(s)
             state, health, pid = "running", "healthy" if reason is None else reason, str(record.pid)
-        rows.append({"service": svc.name, "state": state, "pid": pid, "ports": ports,
-                     "health": health, "url": svc.url(s), "log": str(log_path(s, svc.name))})  # fmt: skip
+        rows.append({"service": svc.name, "state": state, "pid": pid, "ports": ports, "health": health,
+                     "memory": _memory(record), "url": svc.url(s), "log": str(log_path(s, svc.name))})  # fmt: skip
     return rows
+
+
+def _memory(record: process.ProcessRecord | None) -> str:
+    """Resident memory of a live service with its children, e.g. `412 MB`."""
+    import psutil
+
+    if record is None or not record.is_alive():
+        return "-"
+    try:
+        root = psutil.Process(record.pid)
+        rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return "-"
+    return f"{rss / 2**20:.0f} MB"
 
 
 def logs(s: LakehouseSettings, name: str, lines: int = 50) -> str:

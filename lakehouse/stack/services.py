@@ -111,7 +111,7 @@ class Service:
         return s.home / "data" / self.name
 
     def fetch(self, s: LakehouseSettings, log) -> None:
-        """Download what the service needs (cached)."""
+        """Download what the service needs (cached); `prepare` does it too when needed."""
 
     def prepare(self, s: LakehouseSettings, log) -> Launch:
         raise NotImplementedError
@@ -122,6 +122,10 @@ class Service:
 
     def after_start(self, s: LakehouseSettings, log) -> None:
         """Idempotent set-up once healthy (buckets, roles, ...)."""
+
+    def served_elsewhere(self, s: LakehouseSettings) -> bool:
+        """Whether a process not started by us already serves this service (e.g. docker compose)."""
+        return self.health(s) is None
 
 
 class ObjectStore(Service):
@@ -287,6 +291,23 @@ class Postgres(Service):
             return f"not accepting connections yet: {str(exc).strip()[:200]}"
         return None
 
+    def served_elsewhere(self, s):
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                host=s.postgres_host,
+                port=s.postgres_port,
+                user=s.postgres_user,
+                password=s.postgres_password,
+                dbname=s.postgres_db,
+                connect_timeout=3,
+            ) as conn:
+                conn.execute("select 1")
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
     def after_start(self, s, log):
         from psycopg import sql
 
@@ -403,13 +424,13 @@ class Trino(Service):
         return f"http://{s.trino_host}:{s.trino_port}"
 
     def _server(self, s, log) -> Path:
-        archive = fetch.maven_file("io.trino", "trino-server", TRINO_VERSION, "tar.gz")
-        return fetch.unpacked_tarball(
-            archive, s.cache_dir / f"trino-server-{TRINO_VERSION}", keep_plugins=TRINO_PLUGINS, log=log
-        )
+        unpacked = s.cache_dir / f"trino-server-{TRINO_VERSION}"
+        if fetch.is_complete(unpacked):
+            return unpacked
+        archive = fetch.maven_file("io.trino", "trino-server", TRINO_VERSION, "tar.gz", log=log)
+        return fetch.unpacked_tarball(archive, unpacked, keep_plugins=TRINO_PLUGINS, log=log)
 
     def fetch(self, s, log):
-        log(f"  Trino {TRINO_VERSION} server (about 820 MB, cached) ...")
         self._server(s, log)
 
     def prepare(self, s, log):
