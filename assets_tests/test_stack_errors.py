@@ -89,3 +89,11 @@ def test_a_wrong_java_setting_is_explained(tmp_path):
     with pytest.raises(StackError) as err:
         find_java(24, tmp_path, "LAKEHOUSE_TRINO_JAVA_HOME")
     assert "LAKEHOUSE_TRINO_JAVA_HOME" in err.value.problem and "JDK 24" in err.value.fix
+
+
+def test_a_failed_download_names_the_artifact_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # an empty local repository: Maven must ask Central
+    with pytest.raises(StackError) as err:
+        fetch.maven_file("io.lakehouse.does-not-exist", "nothing", "0.0.1", "jar", log=lambda _: None)
+    assert "downloading nothing-0.0.1.jar from Maven Central failed" in err.value.problem
+    assert "run the command again" in err.value.fix

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
+from lakehouse.executables import env_executable
 from lakehouse.settings import LakehouseSettings
 from lakehouse.stack.errors import StackError
 
@@ -21,8 +21,7 @@ def dagster_env(s: LakehouseSettings) -> dict[str, str]:
 
 
 def materialize_command(first: date, last: date, select: str = "*") -> list[str]:
-    dagster = Path(sys.executable).parent / "dagster"
-    return [str(dagster) if dagster.exists() else "dagster", "asset", "materialize",
+    return [env_executable("dagster") or "dagster", "asset", "materialize",
             "-m", "lakehouse.definitions", "--select", select,
             "--partition-range", f"{first.isoformat()}...{last.isoformat()}"]  # fmt: skip
 

