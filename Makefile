@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 FLINK_VENV := streaming/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
-.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean
+.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,8 +54,8 @@ logs:  ## last lines of every service's log
 	@$(BIN)/lakehouse stack logs
 
 lint: $(BIN)/.installed  ## ruff over the code
-	@$(BIN)/ruff check lakehouse assets_tests streaming scripts
-	@$(BIN)/ruff format --check lakehouse assets_tests streaming scripts
+	@$(BIN)/ruff check lakehouse assets_tests streaming scripts benchmarks
+	@$(BIN)/ruff format --check lakehouse assets_tests streaming scripts benchmarks
 
 unit: $(BIN)/.installed  ## tests that need no running service
 	@$(BIN)/pytest -m "not stack"
@@ -63,6 +63,10 @@ unit: $(BIN)/.installed  ## tests that need no running service
 test: setup lint  ## the whole suite on the live stack (starts it if needed)
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/pytest
+
+bench-ingest: setup  ## benchmark: Kafka -> raw Delta against a plain consume loop
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/python benchmarks/bench_ingest.py
 
 ui: setup  ## the Dagster UI on the materialized data
 	@$(BIN)/lakehouse stack up

@@ -36,9 +36,10 @@ class Namespace:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def namespace(stack: LakehouseSettings) -> Iterator[Namespace]:
-    tag = f"t{datetime.now(UTC):%m%d%H%M%S}"
+    """A fresh topic and schema prefix for the tests of one module (the environment is restored after)."""
+    tag = f"t{datetime.now(UTC):%m%d%H%M%S%f}"[:16]
     env = {"LAKEHOUSE_SCHEMA_PREFIX": f"{tag}_", "LAKEHOUSE_EVENTS_TOPIC": f"{tag}.clickstream.events"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -52,6 +53,14 @@ def namespace(stack: LakehouseSettings) -> Iterator[Namespace]:
             else:
                 os.environ[k] = v
         get_settings.cache_clear()
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No LAKEHOUSE_* variable from the caller's environment: the settings' own defaults."""
+    for name in list(os.environ):
+        if name.startswith("LAKEHOUSE_"):
+            monkeypatch.delenv(name)
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):

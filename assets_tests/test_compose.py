@@ -29,7 +29,7 @@ def published(service: dict) -> set[int]:
     return ports
 
 
-def test_every_local_service_has_its_twin_with_the_same_ports():
+def test_every_local_service_has_its_twin_with_the_same_ports(clean_env):
     services = compose()["services"]
     defaults = LakehouseSettings(_env_file=None)
     for svc in SERVICES:
@@ -49,7 +49,7 @@ def test_compose_variables_are_settings_of_the_project():
         assert name in used
 
 
-def test_compose_defaults_match_the_settings_defaults():
+def test_compose_defaults_match_the_settings_defaults(clean_env):
     defaults = LakehouseSettings(_env_file=None)
     text = COMPOSE.read_text()
     for var, default in re.findall(r"\$\{(LAKEHOUSE_[A-Z0-9_]+):-([^}]*)\}", text):

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from lakehouse.demo import dagster_env, materialize_command
-from lakehouse.generator.clickstream import GeneratorConfig, event_day, generate_events, produce
+from lakehouse.generator.clickstream import GeneratorConfig, encode, event_day, generate_events, produce
 from lakehouse.resources import LakeResource, TrinoResource
 
 pytestmark = pytest.mark.stack
@@ -38,7 +38,7 @@ def expected_daily_funnel(events: list[dict]) -> dict:
 @pytest.fixture(scope="module")
 def produced(namespace):
     events = generate_events(GeneratorConfig(events=EVENTS, days=3, seed=42, end=END))
-    produce(namespace.settings, namespace.settings.events_topic, events, progress=False)
+    produce(namespace.settings, namespace.settings.events_topic, encode(events), progress=False)
     days = sorted({event_day(e) for e in events})
     cmd = materialize_command(days[0], days[-1])
     env = {**dagster_env(namespace.settings), **namespace.env}
@@ -81,15 +81,14 @@ def test_gold_equals_independent_aggregate(namespace, produced):
 
 def test_rematerializing_lands_nothing_twice(namespace, produced):
     """A second run finds no new offsets: the table's recorded offsets, not the consumer group, decide."""
-    from lakehouse.ingest.landing import land_topic
+    from lakehouse.ingest.landing import land_topic, raw_appender
     from lakehouse.resources import KafkaResource
 
     lake = LakeResource.from_settings(namespace.settings)
     kafka = KafkaResource(bootstrap_servers=namespace.settings.kafka_bootstrap,
                           events_topic=namespace.settings.events_topic)  # fmt: skip
     uri = lake.table_uri("raw", "clickstream_events")
-    result = land_topic(
-        kafka, uri, lake.storage_options, kafka.events_topic, "lakehouse-raw", log=lambda _: None
-    )
+    appender = raw_appender(uri, lake.storage_options)
+    result = land_topic(kafka, appender, kafka.events_topic, "lakehouse-raw", log=lambda _: None)
     assert result.rows == 0
     assert lake.read("raw", "clickstream_events", columns=["offset"]).num_rows == EVENTS

@@ -3,7 +3,7 @@
 from lakehouse.settings import LakehouseSettings
 
 
-def test_defaults_point_at_the_local_stack():
+def test_defaults_point_at_the_local_stack(clean_env):
     s = LakehouseSettings(_env_file=None)
     assert s.s3_endpoint == "http://127.0.0.1:8333"
     assert s.kafka_bootstrap == "127.0.0.1:9092"
@@ -11,7 +11,7 @@ def test_defaults_point_at_the_local_stack():
     assert s.delta_storage_options()["AWS_ALLOW_HTTP"] == "true"
 
 
-def test_environment_overrides(monkeypatch):
+def test_environment_overrides(clean_env, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_BUCKET", "acme-lake")
     monkeypatch.setenv("LAKEHOUSE_SCHEMA_PREFIX", "dev_")
     monkeypatch.setenv("LAKEHOUSE_S3_ENDPOINT", "https://s3.eu-west-1.amazonaws.com")

@@ -39,13 +39,37 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from lakehouse.generator.clickstream import GeneratorConfig, produce_events
+    from lakehouse.generator.clickstream import DeliveryConfig, GeneratorConfig, produce_events
 
     s = get_settings()
     config = GeneratorConfig(events=args.events, days=args.days, seed=args.seed, users=args.users)
-    summary = produce_events(s, config, topic=args.topic or s.events_topic)
-    print(f"generate: produced {summary.produced} events to {summary.topic} "
-          f"({summary.first_day} .. {summary.last_day})")  # fmt: skip
+    delivery = DeliveryConfig(duplicate_share=args.duplicates, malformed_share=args.malformed,
+                              late_share=args.late, seed=args.seed)  # fmt: skip
+    summary = produce_events(s, config, topic=args.topic or s.events_topic, delivery=delivery, rate=args.rate)
+    kinds = ", ".join(f"{n} {k}" for k, n in summary.kinds.items())
+    print(f"generate: produced {summary.produced} messages ({kinds}) to {summary.topic}; "
+          f"event days {summary.first_day} .. {summary.last_day}")  # fmt: skip
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from lakehouse.ingest.assets import RAW_APP_ID
+    from lakehouse.ingest.landing import land_topic, raw_appender
+    from lakehouse.ingest.refine import refine
+    from lakehouse.resources import KafkaResource, LakeResource
+
+    s = get_settings()
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    lake = LakeResource.from_settings(s)
+    raw_uri = lake.table_uri("raw", "clickstream_events")
+    result = land_topic(kafka, raw_appender(raw_uri, lake.storage_options), s.events_topic, RAW_APP_ID,
+                        batch_size=args.batch_size, batch_seconds=args.batch_seconds, follow=args.follow,
+                        idle_exit=args.idle_exit)  # fmt: skip
+    print(f"ingest: landed {result.rows} records in {result.commits} commits into {raw_uri}")
+    if args.bronze:
+        refine(raw_uri, lake.table_uri("bronze", "clickstream_events"),
+               lake.table_uri("bronze", "clickstream_dead_letters"), lake.storage_options, s.events_topic,
+               RAW_APP_ID)  # fmt: skip
     return 0
 
 
@@ -82,7 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--users", type=int, default=300, help="number of distinct users")
     ev.add_argument("--seed", type=int, default=None, help="random seed for a repeatable stream")
     ev.add_argument("--topic", default=None, help="topic (default: LAKEHOUSE_EVENTS_TOPIC)")
+    ev.add_argument(
+        "--rate", type=float, default=0.0, help="messages per second (default 0: as fast as possible)"
+    )
+    ev.add_argument(
+        "--duplicates", type=float, default=0.0, help="share of events delivered twice, e.g. 0.02"
+    )
+    ev.add_argument(
+        "--malformed",
+        type=float,
+        default=0.0,
+        help="share of extra malformed messages (broken JSON, wrong types, missing fields)",
+    )
+    ev.add_argument("--late", type=float, default=0.0, help="share of events held back and delivered last")
     ev.set_defaults(func=_generate)
+
+    ing = sub.add_parser("ingest", help="land Kafka records into the lake outside Dagster (same code path)")
+    ing_sub = ing.add_subparsers(dest="what", required=True)
+    iev = ing_sub.add_parser("events", help="the clickstream topic into raw (and bronze with --bronze)",
+                             description="Exactly-once landing of the events topic into the raw Delta table; "
+                             "resumes from the offsets recorded in the table.")  # fmt: skip
+    iev.add_argument("--follow", action="store_true", help="keep landing new records instead of stopping")
+    iev.add_argument("--idle-exit", type=float, default=None, help="with --follow: stop after N idle seconds")
+    iev.add_argument("--batch-size", type=int, default=50_000, help="records per commit, at most")
+    iev.add_argument("--batch-seconds", type=float, default=5.0, help="close a batch after N seconds")
+    iev.add_argument("--bronze", action="store_true", help="then refine raw into bronze and dead letters")
+    iev.set_defaults(func=_ingest)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

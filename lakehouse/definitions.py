@@ -6,6 +6,8 @@ from lakehouse.batch import assets as batch_assets
 from lakehouse.batch import checks as batch_checks
 from lakehouse.ingest import assets as ingest_assets
 from lakehouse.ingest import checks as ingest_checks
+from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_schedule
+from lakehouse.ingest.sensors import clickstream_ingest_job, clickstream_kafka_sensor
 from lakehouse.resources import build_resources
 from lakehouse.settings import get_settings
 from lakehouse.warehouse.assets import dbt_resource, gold_dbt_models
@@ -21,6 +23,8 @@ all_assets_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[*dg.load_assets_from_modules([ingest_assets, batch_assets]), gold_dbt_models],
     asset_checks=dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
-    jobs=[all_assets_job],
+    jobs=[all_assets_job, clickstream_ingest_job, table_maintenance],
+    sensors=[clickstream_kafka_sensor],
+    schedules=[table_maintenance_schedule],
     resources={**build_resources(settings), "dbt": dbt_resource()},
 )

@@ -34,6 +34,7 @@ class LakehouseSettings(BaseSettings):
     kafka_controller_port: int = 9093
     events_topic: str = "clickstream.events"
     events_partitions: int = 4
+    sensor_interval_seconds: int = 30  # how often the Kafka sensor looks for new records
 
     # PostgreSQL (the OLTP source for CDC)
     postgres_host: str = "127.0.0.1"
@@ -59,6 +60,9 @@ class LakehouseSettings(BaseSettings):
 
     # Naming of the lake: schemas in Trino are `<schema_prefix><layer>`, e.g. `silver`, `gold`.
     schema_prefix: str = ""
+
+    # Table maintenance: vacuum keeps unreferenced files this long (time travel and readers in flight).
+    vacuum_retention_hours: int = 168
 
     # Dagster UI
     dagster_port: int = 3000

@@ -4,14 +4,14 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from lakehouse.batch.funnel import product_funnel_daily
-from lakehouse.ingest.assets import bronze_clickstream_events
+from lakehouse.ingest.assets import BRONZE_KEY
 from lakehouse.policies import DAILY_FRESHNESS, DAILY_PARTITIONS, PLATFORM_OWNER
 from lakehouse.resources import LakehouseSparkResource, LakeResource, TrinoResource
 
 
 @dg.asset(
     key=["silver", "product_funnel_daily"],
-    deps=[bronze_clickstream_events],
+    deps=[BRONZE_KEY],
     partitions_def=DAILY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="silver",

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from lakehouse.settings import LakehouseSettings
@@ -51,6 +52,7 @@ class ProduceSummary:
     produced: int
     first_day: date | None
     last_day: date | None
+    kinds: dict[str, int] = field(default_factory=dict)  # messages per kind
 
 
 def catalogue(rng: random.Random, config: GeneratorConfig) -> list[Product]:
@@ -133,8 +135,68 @@ def event_day(event: dict) -> date:
     return datetime.fromisoformat(event["event_time"].replace("Z", "+00:00")).date()
 
 
-def produce(settings: LakehouseSettings, topic: str, events: list[dict], progress=True) -> int:
-    """Send events to Kafka keyed by user, creating the topic if needed; returns delivered count."""
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """How the stream misbehaves, as shares of the events."""
+
+    duplicate_share: float = 0.0  # delivered twice (same bytes), a little later
+    malformed_share: float = 0.0  # extra messages that are not valid events
+    late_share: float = 0.0  # held back and delivered after everything else
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    key: bytes
+    value: bytes
+    kind: str  # "event", "duplicate" or "malformed"
+
+
+MALFORMED_KINDS = ("broken_json", "wrong_type", "missing_field")
+
+
+def _malformed(rng: random.Random, event: dict) -> bytes:
+    bad = dict(event, event_id=str(uuid.UUID(int=rng.getrandbits(128))))
+    kind = rng.choice(MALFORMED_KINDS)
+    if kind == "broken_json":
+        text = json.dumps(bad)
+        return text[: rng.randint(1, len(text) - 2)].encode()
+    if kind == "wrong_type":
+        field, value = rng.choice((("user_id", "user-abc"), ("price", "twelve"), ("event_time", 1234567)))
+        bad[field] = value
+    else:
+        bad.pop(rng.choice(("event_id", "event_type", "event_time", "user_id")))
+    return json.dumps(bad).encode()
+
+
+def deliveries(events: list[dict], config: DeliveryConfig) -> list[Message]:
+    """The messages a producer sends for `events`: with duplicates, late arrivals and malformed ones."""
+    rng = random.Random(config.seed)
+    out: list[Message] = []
+    late: list[Message] = []
+    pending_duplicates: list[tuple[int, Message]] = []
+    for event in events:
+        msg = Message(str(event["user_id"]).encode(), json.dumps(event).encode(), "event")
+        (late if rng.random() < config.late_share else out).append(msg)
+        if rng.random() < config.duplicate_share:
+            pending_duplicates.append(
+                (len(out) + rng.randint(1, 50), Message(msg.key, msg.value, "duplicate"))
+            )
+        if rng.random() < config.malformed_share:
+            out.append(Message(msg.key, _malformed(rng, event), "malformed"))
+        while pending_duplicates and pending_duplicates[0][0] <= len(out):
+            out.append(pending_duplicates.pop(0)[1])
+    out.extend(m for _, m in pending_duplicates)
+    out.extend(late)
+    return out
+
+
+def produce(
+    settings: LakehouseSettings, topic: str, messages: list[Message], rate: float = 0.0, progress: bool = True
+) -> int:
+    """Send messages to Kafka (keyed by user), creating the topic if needed; returns the delivered count.
+
+    `rate` limits the messages per second (0: as fast as the broker takes them)."""
     from lakehouse.resources.kafka import ensure_topic, make_producer
 
     ensure_topic(settings.kafka_bootstrap, topic, settings.events_partitions)
@@ -145,25 +207,50 @@ def produce(settings: LakehouseSettings, topic: str, events: list[dict], progres
         if err is not None:
             failures.append(str(err))
 
-    step = max(1, len(events) // 10)
-    for i, event in enumerate(events, 1):
-        producer.produce(topic, key=str(event["user_id"]).encode(), value=json.dumps(event).encode(),
-                         on_delivery=on_delivery)  # fmt: skip
+    step = max(1, len(messages) // 10)
+    started = time.monotonic()
+    for i, msg in enumerate(messages, 1):
+        while True:
+            try:
+                producer.produce(topic, key=msg.key, value=msg.value, on_delivery=on_delivery)
+                break
+            except BufferError:  # the local queue is full: let the broker catch up
+                producer.poll(0.1)
         producer.poll(0)
+        if rate > 0:
+            ahead = i / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
         if progress and i % step == 0:
-            print(f"  produced {i}/{len(events)} events", file=sys.stderr)
+            elapsed = time.monotonic() - started
+            print(
+                f"  produced {i}/{len(messages)} messages ({i / max(elapsed, 1e-6):.0f}/s)", file=sys.stderr
+            )
     remaining = producer.flush(60)
     if remaining or failures:
         raise RuntimeError(
-            f"{len(failures) + remaining} of {len(events)} events were not delivered to {topic}: "
+            f"{len(failures) + remaining} of {len(messages)} messages were not delivered to {topic}: "
             f"{(failures or ['timed out'])[0]}. Is Kafka up (`lakehouse stack status`)?"
         )
-    return len(events)
+    return len(messages)
 
 
-def produce_events(settings: LakehouseSettings, config: GeneratorConfig, topic: str) -> ProduceSummary:
+def encode(events: list[dict]) -> list[Message]:
+    """Events as they are, one message each (no duplicates, nothing malformed)."""
+    return deliveries(events, DeliveryConfig())
+
+
+def produce_events(
+    settings: LakehouseSettings,
+    config: GeneratorConfig,
+    topic: str,
+    delivery: DeliveryConfig | None = None,
+    rate: float = 0.0,
+) -> ProduceSummary:
     events = generate_events(config)
-    produced = produce(settings, topic, events)
+    messages = deliveries(events, delivery or DeliveryConfig(seed=config.seed))
+    produce(settings, topic, messages, rate=rate)
     days = sorted({event_day(e) for e in events})
-    return ProduceSummary(topic=topic, produced=produced, first_day=days[0] if days else None,
-                          last_day=days[-1] if days else None)  # fmt: skip
+    kinds = {k: sum(1 for m in messages if m.kind == k) for k in ("event", "duplicate", "malformed")}
+    return ProduceSummary(topic=topic, produced=len(messages), first_day=days[0] if days else None,
+                          last_day=days[-1] if days else None, kinds=kinds)  # fmt: skip

@@ -1,24 +1,26 @@
-"""Raw and bronze clickstream: Kafka -> Delta exactly as received, then typed and deduplicated."""
-
-from collections import Counter
+"""Raw and bronze clickstream: Kafka -> Delta exactly as received, then typed, deduplicated and
+checked, with every rejected message in a dead-letter table."""
 
 import dagster as dg
-from deltalake import write_deltalake
 
-from lakehouse.ingest.bronze import to_bronze
-from lakehouse.ingest.landing import land_topic
+from lakehouse.ingest.landing import land_topic, raw_appender
+from lakehouse.ingest.refine import refine
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.resources import KafkaResource, LakeResource
 
 RAW_APP_ID = "lakehouse-raw"
+RAW_KEY = dg.AssetKey(["raw", "clickstream_events"])
+BRONZE_KEY = dg.AssetKey(["bronze", "clickstream_events"])
+DEAD_LETTERS_KEY = dg.AssetKey(["bronze", "clickstream_dead_letters"])
 
 
 class RawEventsConfig(dg.Config):
-    batch_size: int = 50_000
+    batch_size: int = 50_000  # records per Delta commit, at most
+    batch_seconds: float = 5.0  # a batch closes after this long even if smaller
 
 
 @dg.asset(
-    key=["raw", "clickstream_events"],
+    key=RAW_KEY,
     group_name="raw",
     owners=[PLATFORM_OWNER],
     freshness_policy=STREAMING_FRESHNESS,
@@ -26,16 +28,17 @@ class RawEventsConfig(dg.Config):
     kinds={"kafka", "delta"},
     description=(
         "Clickstream messages exactly as received from Kafka (key and value bytes), with their "
-        "topic, partition, offset and Kafka timestamp. Appended in batches; each commit records the "
-        "last offset per partition in the Delta log, so a run resumes where the last commit ended."
+        "topic, partition, offset and Kafka timestamp. Landed exactly once: each commit records the "
+        "last offset per partition in the Delta log, and a run resumes from the table."
     ),
 )
 def raw_clickstream_events(
     context: dg.AssetExecutionContext, config: RawEventsConfig, kafka: KafkaResource, lake: LakeResource
 ) -> dg.MaterializeResult:
     uri = lake.table_uri("raw", "clickstream_events")
-    result = land_topic(kafka, uri, lake.storage_options, kafka.events_topic, RAW_APP_ID,
-                        batch_size=config.batch_size, log=context.log.info)  # fmt: skip
+    result = land_topic(kafka, raw_appender(uri, lake.storage_options), kafka.events_topic, RAW_APP_ID,
+                        batch_size=config.batch_size, batch_seconds=config.batch_seconds,
+                        log=context.log.info)  # fmt: skip
     table = lake.table("raw", "clickstream_events")
     return dg.MaterializeResult(
         metadata={
@@ -49,33 +52,47 @@ def raw_clickstream_events(
     )
 
 
-@dg.asset(
-    key=["bronze", "clickstream_events"],
-    deps=[raw_clickstream_events],
-    group_name="bronze",
-    owners=[PLATFORM_OWNER],
-    freshness_policy=STREAMING_FRESHNESS,
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            BRONZE_KEY, deps=[RAW_KEY], group_name="bronze", owners=[PLATFORM_OWNER],
+            freshness_policy=STREAMING_FRESHNESS, kinds={"python", "delta"},
+            description=(
+                "Typed clickstream events: one row per event_id (the first delivery wins, across all "
+                "batches), event_time in UTC, partitioned by event_date so late events land in their own "
+                "day. New optional fields become new columns."
+            ),
+        ),
+        dg.AssetSpec(
+            DEAD_LETTERS_KEY, deps=[RAW_KEY], group_name="bronze", owners=[PLATFORM_OWNER],
+            freshness_policy=STREAMING_FRESHNESS, kinds={"python", "delta"},
+            description=(
+                "Every raw message that could not become a bronze event (broken JSON, a missing required "
+                "field, a wrong type, an incompatible schema change), with its bytes, the reason, and its "
+                "topic, partition, offset and Kafka timestamp. Nothing is dropped silently."
+            ),
+        ),
+    ],
     backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"python", "delta"},
-    description=(
-        "Typed clickstream events: one row per event_id (the first delivery wins), event_time as a "
-        "UTC timestamp, partitioned by event_date so late events land in their own day."
-    ),
-)
-def bronze_clickstream_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    batch = to_bronze(lake.read("raw", "clickstream_events"))
-    uri = lake.table_uri("bronze", "clickstream_events")
-    write_deltalake(uri, batch.table, mode="overwrite", partition_by=["event_date"],
-                    schema_mode="overwrite", storage_options=lake.storage_options)  # fmt: skip
-    for partition, offset, reason in batch.rejected[:20]:
-        context.log.warning(f"rejected message {partition}/{offset}: {reason}")
-    per_day = Counter(str(d) for d in batch.table.column("event_date").to_pylist())
-    return dg.MaterializeResult(
+)  # fmt: skip
+def bronze_clickstream(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+    result = refine(
+        lake.table_uri("raw", "clickstream_events"),
+        lake.table_uri("bronze", "clickstream_events"),
+        lake.table_uri("bronze", "clickstream_dead_letters"),
+        lake.storage_options, kafka.events_topic, RAW_APP_ID, log=context.log.info,
+    )  # fmt: skip
+    yield dg.MaterializeResult(
+        asset_key=BRONZE_KEY,
         metadata={
-            "rows": batch.table.num_rows,
-            "duplicates_dropped": batch.duplicates,
-            "rejected": len(batch.rejected),
-            "rows_per_day": dict(sorted(per_day.items())),
-            "table_uri": uri,
-        }
+            "raw_rows_read": result.raw_rows_read,
+            "rows_inserted": result.inserted,
+            "duplicates_dropped": result.duplicates,
+            "new_columns": result.new_columns,
+            "table_uri": lake.table_uri("bronze", "clickstream_events"),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=DEAD_LETTERS_KEY,
+        metadata={"dead_letters": result.dead_letters, "reasons": dict(result.reasons.most_common())},
     )

@@ -1,9 +1,15 @@
-"""Raw clickstream messages -> typed, deduplicated bronze rows (pure logic, no I/O)."""
+"""Raw clickstream messages -> typed bronze rows and dead letters (pure logic, no I/O).
+
+Known fields are typed strictly; a message that is not JSON, lacks a required field or has a
+field of the wrong type becomes a dead letter with the reason. A new top-level field is kept as
+a new column (schema evolution) as long as its type is stable; a value whose type does not fit
+the column already in the table is an incompatible change and goes to the dead letters.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -27,18 +33,22 @@ BRONZE_SCHEMA = pa.schema([
     pa.field("kafka_offset", pa.int64(), nullable=False),
 ])  # fmt: skip
 
+DEAD_LETTER_SCHEMA = pa.schema([
+    pa.field("topic", pa.string(), nullable=False),
+    pa.field("partition", pa.int32(), nullable=False),
+    pa.field("offset", pa.int64(), nullable=False),
+    pa.field("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+    pa.field("value", pa.binary()),
+    pa.field("error", pa.string(), nullable=False),
+    pa.field("dead_lettered_at", pa.timestamp("us", tz="UTC"), nullable=False),
+])  # fmt: skip
+
 REQUIRED = ("event_id", "event_type", "event_time", "user_id")
+KNOWN = {f.name for f in BRONZE_SCHEMA} - {"event_date", "kafka_partition", "kafka_offset"}
 
 
-@dataclass
-class BronzeBatch:
-    table: pa.Table
-    rejected: list[tuple[int, int, str]] = field(default_factory=list)  # (partition, offset, reason)
-    duplicates: int = 0
-
-
-def parse_event(value: bytes) -> dict:
-    """One message as a typed row; raises ValueError with the reason when it is not a valid event."""
+def parse_event(value: bytes | None) -> tuple[dict, dict]:
+    """One message as (typed known fields, extra top-level fields); ValueError with the reason if invalid."""
     try:
         event = json.loads(value)
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
@@ -48,10 +58,13 @@ def parse_event(value: bytes) -> dict:
     missing = [k for k in REQUIRED if event.get(k) in (None, "")]
     if missing:
         raise ValueError(f"missing required field(s): {', '.join(missing)}")
+    raw_time = event["event_time"]
+    if not isinstance(raw_time, str):
+        raise ValueError(f"event_time is not an ISO-8601 timestamp: {raw_time!r}")
     try:
-        event_time = datetime.fromisoformat(str(event["event_time"]).replace("Z", "+00:00"))
+        event_time = datetime.fromisoformat(raw_time.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValueError(f"event_time is not an ISO-8601 timestamp: {event['event_time']!r}") from exc
+        raise ValueError(f"event_time is not an ISO-8601 timestamp: {raw_time!r}") from exc
     if event_time.tzinfo is None:
         event_time = event_time.replace(tzinfo=UTC)
     event_time = event_time.astimezone(UTC)
@@ -60,14 +73,20 @@ def parse_event(value: bytes) -> dict:
         v = event.get(name)
         if v is None:
             return None
-        try:
-            return kind(v)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} is not {kind.__name__}: {v!r}") from exc
+        if kind in (int, float) and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"{name} is not {'an integer' if kind is int else 'a number'}: {v!r}")
+        if kind is int and isinstance(v, float) and not v.is_integer():
+            raise ValueError(f"{name} is not an integer: {v!r}")
+        if kind is str and not isinstance(v, str):
+            raise ValueError(f"{name} is not a string: {v!r}")
+        return kind(v)
 
-    return {
-        "event_id": str(event["event_id"]),
-        "event_type": str(event["event_type"]),
+    properties = event.get("properties")
+    if properties is not None and not isinstance(properties, dict):
+        raise ValueError(f"properties is not a JSON object: {properties!r}")
+    row = {
+        "event_id": opt("event_id", str),
+        "event_type": opt("event_type", str),
         "event_time": event_time,
         "event_date": event_time.date(),
         "user_id": opt("user_id", int),
@@ -79,27 +98,69 @@ def parse_event(value: bytes) -> dict:
         "device": opt("device", str),
         "country": opt("country", str),
         "schema_version": opt("schema_version", int),
-        "properties": json.dumps(event.get("properties") or {}, sort_keys=True),
+        "properties": json.dumps(properties or {}, sort_keys=True),
     }
+    extras = {k: v for k, v in event.items() if k not in KNOWN and v is not None}
+    return row, extras
 
 
-def to_bronze(raw: pa.Table) -> BronzeBatch:
-    """Type every raw message and keep the first delivery of each event_id (by partition, offset)."""
+def arrow_type_of(value) -> pa.DataType:
+    """Column type for a new field's JSON value (objects and arrays are kept as JSON text)."""
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    return pa.string()
+
+
+def _fits(value, column_type: pa.DataType) -> bool:
+    found = arrow_type_of(value)
+    return found == column_type or (found == pa.int64() and column_type == pa.float64())
+
+
+def _column_value(value, column_type: pa.DataType):
+    if column_type == pa.string() and isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+@dataclass
+class BronzeBatch:
+    table: pa.Table  # valid rows, first delivery of each event_id in this batch
+    dead_letters: pa.Table
+    duplicates: int = 0  # repeated deliveries within the batch
+
+
+def to_bronze(raw: pa.Table, existing: pa.Schema | None = None) -> BronzeBatch:
+    """Type raw messages; keep the first delivery of each event_id; route the rest to dead letters.
+
+    `existing` is the bronze table's current schema: the types of columns added by earlier batches."""
+    columns = {f.name: f.type for f in (existing or BRONZE_SCHEMA)}
     rows: list[dict] = []
-    rejected: list[tuple[int, int, str]] = []
+    dead: dict[str, list] = {f.name: [] for f in DEAD_LETTER_SCHEMA}
     seen: set[str] = set()
     duplicates = 0
+    now = datetime.now(UTC)
     order = raw.sort_by([("partition", "ascending"), ("offset", "ascending")])
-    for partition, offset, value in zip(
-        order.column("partition").to_pylist(),
-        order.column("offset").to_pylist(),
-        order.column("value").to_pylist(),
+    for topic, partition, offset, ts, value in zip(
+        *(order.column(c).to_pylist() for c in ("topic", "partition", "offset", "kafka_timestamp", "value")),
         strict=True,
     ):
         try:
-            row = parse_event(value)
+            row, extras = parse_event(value)
+            for name, v in extras.items():
+                if name not in columns:
+                    columns[name] = arrow_type_of(v)  # a new optional field: a new column
+                elif not _fits(v, columns[name]):
+                    raise ValueError(
+                        f"incompatible change: field {name!r} is {arrow_type_of(v)}, the table has {columns[name]}"
+                    )
+                row[name] = _column_value(v, columns[name])
         except ValueError as exc:
-            rejected.append((partition, offset, str(exc)))
+            for name, v in zip(dead, (topic, partition, offset, ts, value, str(exc), now), strict=True):
+                dead[name].append(v)
             continue
         if row["event_id"] in seen:
             duplicates += 1
@@ -108,4 +169,10 @@ def to_bronze(raw: pa.Table) -> BronzeBatch:
         row["kafka_partition"] = partition
         row["kafka_offset"] = offset
         rows.append(row)
-    return BronzeBatch(pa.Table.from_pylist(rows, schema=BRONZE_SCHEMA), rejected, duplicates)
+    new_fields = [pa.field(n, t) for n, t in columns.items() if n not in BRONZE_SCHEMA.names]
+    schema = pa.schema([*BRONZE_SCHEMA, *new_fields])
+    return BronzeBatch(
+        table=pa.Table.from_pylist(rows, schema=schema),
+        dead_letters=pa.table(dead, schema=DEAD_LETTER_SCHEMA),
+        duplicates=duplicates,
+    )

@@ -1,10 +1,19 @@
 """Asset checks of the raw and bronze clickstream tables."""
 
+import json
+
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.ingest.assets import bronze_clickstream_events, raw_clickstream_events
-from lakehouse.resources import LakeResource
+from lakehouse.ingest.assets import BRONZE_KEY, DEAD_LETTERS_KEY, RAW_APP_ID, raw_clickstream_events
+from lakehouse.ingest.delta_sink import txn_app_id
+from lakehouse.ingest.refine import BRONZE_APP
+from lakehouse.resources import KafkaResource, LakeResource
+
+
+class IngestLagConfig(dg.Config):
+    max_lag_records: int = 100_000  # per partition; beyond this the check fails
 
 
 @dg.asset_check(asset=raw_clickstream_events, blocking=True,
@@ -24,7 +33,23 @@ def raw_offsets_contiguous(lake: LakeResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not problems, metadata={"rows": raw.num_rows, "problems": problems})
 
 
-@dg.asset_check(asset=bronze_clickstream_events, blocking=True,
+@dg.asset_check(asset=raw_clickstream_events,
+                description="Ingest lag: Kafka's latest offset minus the offset recorded in the table, per partition.")  # fmt: skip
+def raw_ingest_lag(config: IngestLagConfig, kafka: KafkaResource, lake: LakeResource) -> dg.AssetCheckResult:
+    table = lake.table("raw", "clickstream_events")
+    lag = {}
+    for p, end in kafka.end_offsets(kafka.events_topic).items():
+        version = table.transaction_version(txn_app_id(RAW_APP_ID, kafka.events_topic, p)) if table else None
+        lag[str(p)] = end - (0 if version is None else version + 1)
+    worst = max(lag.values(), default=0)
+    return dg.AssetCheckResult(
+        passed=worst <= config.max_lag_records,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"lag_per_partition": lag, "max_lag": worst, "threshold": config.max_lag_records},
+    )
+
+
+@dg.asset_check(asset=BRONZE_KEY, blocking=True,
                 description="event_id is present and unique: each event appears exactly once in bronze.")  # fmt: skip
 def bronze_event_id_unique(lake: LakeResource) -> dg.AssetCheckResult:
     ids = lake.read("bronze", "clickstream_events", columns=["event_id"]).column("event_id")
@@ -33,4 +58,48 @@ def bronze_event_id_unique(lake: LakeResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=nulls == 0 and distinct == len(ids),
         metadata={"rows": len(ids), "distinct_event_ids": distinct, "null_event_ids": nulls},
+    )
+
+
+@dg.asset_check(asset=DEAD_LETTERS_KEY, blocking=True,
+                description="Nothing lost: every raw message bronze has taken in is a bronze row, a dead "
+                "letter, or a repeated delivery of an event that is in bronze.")  # fmt: skip
+def every_raw_message_accounted_for(kafka: KafkaResource, lake: LakeResource) -> dg.AssetCheckResult:
+    bronze_table = lake.table("bronze", "clickstream_events")
+    raw = lake.read("raw", "clickstream_events", columns=["partition", "offset", "value"])
+    marks = {p: bronze_table.transaction_version(txn_app_id(BRONZE_APP, kafka.events_topic, p))
+             for p in set(raw.column("partition").to_pylist())}  # fmt: skip
+    upto = pa.array(
+        [-1 if marks[p] is None else marks[p] for p in raw.column("partition").to_pylist()], pa.int64()
+    )
+    taken = raw.filter(pc.less_equal(raw.column("offset"), upto))
+    bronze = lake.read(
+        "bronze", "clickstream_events", columns=["kafka_partition", "kafka_offset", "event_id"]
+    )
+    dead = lake.read("bronze", "clickstream_dead_letters", columns=["partition", "offset"])
+    placed = pa.concat_tables([
+        bronze.select(["kafka_partition", "kafka_offset"]).rename_columns(["partition", "offset"]),
+        dead.select(["partition", "offset"]),
+    ])  # fmt: skip
+    rest = taken.join(placed, keys=["partition", "offset"], join_type="left anti")
+    bronze_ids = set(bronze.column("event_id").to_pylist())
+    unaccounted = []
+    for p, o, value in zip(
+        *(rest.column(c).to_pylist() for c in ("partition", "offset", "value")), strict=True
+    ):
+        try:
+            event_id = json.loads(value).get("event_id")
+        except ValueError:
+            event_id = None
+        if event_id not in bronze_ids:
+            unaccounted.append(f"{p}/{o}")
+    return dg.AssetCheckResult(
+        passed=not unaccounted,
+        metadata={
+            "raw_messages_taken_in": taken.num_rows,
+            "bronze_rows": bronze.num_rows,
+            "dead_letters": dead.num_rows,
+            "repeated_deliveries": rest.num_rows - len(unaccounted),
+            "unaccounted": unaccounted[:50],
+        },
     )

@@ -9,15 +9,16 @@ lands nothing and the next run re-reads the same records; a crash after it re-re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from deltalake.transaction import CommitProperties, Transaction
+from deltalake.transaction import Transaction
 
-from lakehouse.resources.kafka import KafkaRecord, KafkaResource
+from lakehouse.ingest.delta_sink import DeltaAppender, txn_app_id
+from lakehouse.resources.kafka import KafkaResource
 
 RAW_SCHEMA = pa.schema([
     pa.field("topic", pa.string(), nullable=False),
@@ -30,32 +31,26 @@ RAW_SCHEMA = pa.schema([
 ])  # fmt: skip
 
 
-def txn_app_id(app: str, topic: str, partition: int) -> str:
-    return f"{app}:{topic}:{partition}"
-
-
-def landed_offsets(table: DeltaTable | None, app: str, topic: str, partitions: list[int]) -> dict[int, int]:
-    """Next offset to read per partition, from the `txn` actions in the table's log."""
-    result = {}
-    for p in partitions:
-        version = table.transaction_version(txn_app_id(app, topic, p)) if table is not None else None
-        result[p] = 0 if version is None else version + 1
-    return result
-
-
-def records_to_arrow(records: list[KafkaRecord]) -> pa.Table:
-    now = datetime.now(UTC)
+def to_arrow(topic: str, cols: dict[str, list]) -> pa.Table:
+    n = len(cols["offset"])
     return pa.table(
         {
-            "topic": [r.topic for r in records],
-            "partition": [r.partition for r in records],
-            "offset": [r.offset for r in records],
-            "kafka_timestamp": [r.timestamp_ms for r in records],
-            "key": [r.key for r in records],
-            "value": [r.value for r in records],
-            "ingested_at": [now] * len(records),
+            "topic": pa.repeat(topic, n) if n else pa.array([], pa.string()),
+            "partition": pa.array(cols["partition"], pa.int32()),
+            "offset": pa.array(cols["offset"], pa.int64()),
+            "kafka_timestamp": pa.array(cols["timestamp_ms"], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            "key": pa.array(cols["key"], pa.binary()),
+            "value": pa.array(cols["value"], pa.binary()),
+            "ingested_at": pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), n),
         },
         schema=RAW_SCHEMA,
+    )
+
+
+def last_offsets(batch: pa.Table) -> dict[int, int]:
+    grouped = batch.group_by("partition").aggregate([("offset", "max")])
+    return dict(
+        zip(grouped.column("partition").to_pylist(), grouped.column("offset_max").to_pylist(), strict=True)
     )
 
 
@@ -63,47 +58,56 @@ def records_to_arrow(records: list[KafkaRecord]) -> pa.Table:
 class LandingResult:
     rows: int = 0
     commits: int = 0
-    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition -> (first, last)
-    lag_before: dict[int, int] = field(default_factory=dict)
+    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition -> (first, last) landed
+    lag_before: dict[int, int] = field(default_factory=dict)  # records behind Kafka at the start (not follow)
 
 
 def land_topic(
     kafka: KafkaResource,
-    table_uri: str,
-    storage_options: dict[str, str],
+    appender: DeltaAppender,
     topic: str,
     app: str,
     batch_size: int = 50_000,
-    to_arrow: Callable[[list[KafkaRecord]], pa.Table] = records_to_arrow,
+    batch_seconds: float = 5.0,
+    follow: bool = False,
+    idle_exit: float | None = None,
     log: Callable[[str], None] = print,
 ) -> LandingResult:
-    """Append every record of `topic` not yet in the table, one Delta commit per batch."""
+    """Append every record of `topic` not yet in the table, one Delta commit per batch.
+
+    A batch closes at `batch_size` records or after `batch_seconds`, whichever comes first. Without
+    `follow`, the run stops at the end offsets seen when it started; with it, it keeps landing new
+    records (until `idle_exit` seconds pass without any, if given)."""
+    table = appender.open()
     partitions = kafka.partitions(topic)
-    try:
-        table = DeltaTable(table_uri, storage_options=storage_options)
-    except Exception:  # noqa: BLE001 - a table that does not exist yet starts at offset 0
-        table = None
-    start = landed_offsets(table, app, topic, partitions)
-    end = kafka.end_offsets(topic)
-    result = LandingResult(lag_before={p: end[p] - start[p] for p in partitions})
-    log(f"landing {topic}: {sum(result.lag_before.values())} new records across {len(partitions)} partitions")
-    for batch in kafka.read_batches(topic, start, end, batch_size):
-        last: dict[int, int] = {}
-        for r in batch:
-            last[r.partition] = max(last.get(r.partition, -1), r.offset)
-            first, _ = result.offsets.get(r.partition, (r.offset, r.offset))
-            result.offsets[r.partition] = (min(first, r.offset), last[r.partition])
-        txns = [Transaction(app_id=txn_app_id(app, topic, p), version=o) for p, o in sorted(last.items())]
-        write_deltalake(
-            table_uri,
-            to_arrow(batch),
-            mode="append",
-            storage_options=storage_options,
-            commit_properties=CommitProperties(
-                app_transactions=txns, custom_metadata={"lakehouse.source": f"kafka:{topic}"}
-            ),
-        )
-        result.rows += len(batch)
-        result.commits += 1
-        log(f"  committed {len(batch)} records ({result.rows} so far)")
+    start = appender.next_offsets(table, app, topic, partitions)
+    end = None if follow else kafka.end_offsets(topic)
+    result = LandingResult(lag_before={p: end[p] - start[p] for p in partitions} if end else {})
+    log(f"landing {topic} into {appender.uri} from offsets {start}"
+        + (f"; {sum(result.lag_before.values())} records behind" if end else " (following)"))  # fmt: skip
+    with kafka.reader(topic, start, end) as reader:
+        idle_since = time.monotonic()
+        while follow or not reader.done:
+            cols = reader.next_batch(batch_size, batch_seconds)
+            if not cols["offset"]:
+                if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
+                    break
+                continue
+            idle_since = time.monotonic()
+            batch = to_arrow(topic, cols)
+            last = last_offsets(batch)
+            txns = [Transaction(app_id=txn_app_id(app, topic, p), version=o) for p, o in sorted(last.items())]
+            appender.commit(table, appender.write_files(batch), txns, {"lakehouse.source": f"kafka:{topic}"})
+            reader.commit_hint(last)
+            for p, o in last.items():
+                result.offsets[p] = (result.offsets.get(p, (start[p], o))[0], o)
+            result.rows += batch.num_rows
+            result.commits += 1
+            log(
+                f"  committed {batch.num_rows} records at table version {table.version()} ({result.rows} so far)"
+            )
     return result
+
+
+def raw_appender(uri: str, storage_options: dict[str, str]) -> DeltaAppender:
+    return DeltaAppender(uri=uri, storage_options=storage_options, schema=RAW_SCHEMA)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 
 import dagster as dg
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from lakehouse.stack.errors import StackError
 
-class KafkaUnavailable(RuntimeError):
-    pass
+
+class KafkaUnavailable(StackError):
+    """The broker or the topic is not there: says which, and how to fix it."""
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -25,14 +27,14 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 10.0) -> list[
         md = _admin(bootstrap).list_topics(topic=topic, timeout=timeout)
     except KafkaException as exc:
         raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer ({exc}). Start it with `lakehouse stack up` "
-            "or set LAKEHOUSE_KAFKA_BOOTSTRAP."
+            f"Kafka at {bootstrap} did not answer ({exc})",
+            fix="start it with `lakehouse stack up`, or point LAKEHOUSE_KAFKA_BOOTSTRAP at your cluster",
         ) from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None:
         raise KafkaUnavailable(
-            f"topic {topic!r} does not exist on {bootstrap}. Produce events first "
-            "(`lakehouse generate events`) or set LAKEHOUSE_EVENTS_TOPIC."
+            f"topic {topic!r} does not exist on {bootstrap}",
+            fix="produce events first (`lakehouse generate events`) or set LAKEHOUSE_EVENTS_TOPIC",
         )
     return sorted(meta.partitions)
 
@@ -42,7 +44,9 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
     try:
         existing = admin.list_topics(timeout=10).topics
     except KafkaException as exc:
-        raise KafkaUnavailable(f"Kafka at {bootstrap} did not answer ({exc}); is the stack up?") from exc
+        raise KafkaUnavailable(
+            f"Kafka at {bootstrap} did not answer ({exc})", fix="start it with `lakehouse stack up`"
+        ) from exc
     if topic in existing:
         return
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
@@ -67,18 +71,65 @@ def make_producer(bootstrap: str) -> Producer:
     })  # fmt: skip
 
 
-@dataclass(frozen=True)
-class KafkaRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
+class PartitionReader:
+    """Reads assigned partitions from given offsets, in batches of columns (no per-message objects).
+
+    The positions come from the caller (the Delta table's log), never from the consumer group; the
+    group's committed offsets are only updated afterwards, as a hint for monitoring tools."""
+
+    COLUMNS = ("partition", "offset", "timestamp_ms", "key", "value")
+
+    def __init__(self, consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, int] | None):
+        self.consumer, self.topic, self.end = consumer, topic, end
+        self.pending = {p for p in start if end is None or end[p] > start[p]}
+        if self.pending:
+            consumer.assign([TopicPartition(topic, p, start[p]) for p in sorted(self.pending)])
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def next_batch(self, max_records: int, max_seconds: float) -> dict[str, list]:
+        """Up to `max_records` records, or fewer once `max_seconds` have passed (possibly none)."""
+        cols: dict[str, list] = {c: [] for c in self.COLUMNS}
+        deadline = time.monotonic() + max_seconds
+        end = self.end
+        while self.pending and len(cols["offset"]) < max_records:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            msgs = self.consumer.consume(num_messages=min(max_records - len(cols["offset"]), 10000),
+                                         timeout=min(left, 0.5))  # fmt: skip
+            for m in msgs:
+                if m.error():
+                    raise KafkaException(m.error())
+                p, o = m.partition(), m.offset()
+                if end is not None:
+                    if o >= end[p]:
+                        continue
+                    if o + 1 >= end[p]:
+                        self.pending.discard(p)
+                cols["partition"].append(p)
+                cols["offset"].append(o)
+                cols["timestamp_ms"].append(m.timestamp()[1])
+                cols["key"].append(m.key())
+                cols["value"].append(m.value())
+            if not msgs and end is not None:
+                # Offsets may have gaps (transaction markers): the position tells where we are.
+                for tp in self.consumer.position([TopicPartition(self.topic, p) for p in self.pending]):
+                    if tp.offset >= end[tp.partition]:
+                        self.pending.discard(tp.partition)
+        return cols
+
+    def commit_hint(self, last: dict[int, int]) -> None:
+        """Record progress in the consumer group too (monitoring only; never read back)."""
+        if last:
+            self.consumer.commit(offsets=[TopicPartition(self.topic, p, o + 1) for p, o in last.items()],
+                                 asynchronous=True)  # fmt: skip
 
 
 class KafkaResource(dg.ConfigurableResource):
-    """The Kafka cluster (bootstrap servers); owns every consumer the assets use."""
+    """The Kafka cluster (bootstrap servers) and the topics the platform reads."""
 
     bootstrap_servers: str
     events_topic: str = "clickstream.events"
@@ -102,57 +153,21 @@ class KafkaResource(dg.ConfigurableResource):
             "bootstrap.servers": self.bootstrap_servers,
             "group.id": "lakehouse-ingest",
             "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
             "enable.partition.eof": False,
             "auto.offset.reset": "earliest",
             "fetch.max.bytes": 52428800,
+            "max.partition.fetch.bytes": 10485760,
             "queued.max.messages.kbytes": 262144,
         })  # fmt: skip
 
-    def read_batches(
-        self,
-        topic: str,
-        start: dict[int, int],
-        end: dict[int, int],
-        batch_size: int,
-        idle_timeout: float = 30.0,
-    ) -> Iterator[list[KafkaRecord]]:
-        """Records of each partition from `start` (inclusive) up to `end` (exclusive), in batches."""
-        todo = {p: (start.get(p, 0), end[p]) for p in end if end[p] > start.get(p, 0)}
-        if not todo:
-            return
+    @contextmanager
+    def reader(
+        self, topic: str, start: dict[int, int], end: dict[int, int] | None
+    ) -> Iterator[PartitionReader]:
+        """Read `topic` from `start` up to `end` (exclusive; None: keep following new records)."""
         consumer = self._consumer()
         try:
-            consumer.assign([TopicPartition(topic, p, first) for p, (first, _) in todo.items()])
-            pending = set(todo)
-            batch: list[KafkaRecord] = []
-            last_progress = time.monotonic()
-            while pending:
-                msgs = consumer.consume(num_messages=min(batch_size, 10000), timeout=1.0)
-                for m in msgs:
-                    if m.error():
-                        raise KafkaException(m.error())
-                    p = m.partition()
-                    if m.offset() >= end[p]:
-                        continue
-                    batch.append(KafkaRecord(m.topic(), p, m.offset(), m.timestamp()[1], m.key(), m.value()))
-                    if m.offset() + 1 >= end[p]:
-                        pending.discard(p)
-                if msgs:
-                    last_progress = time.monotonic()
-                else:
-                    # Offsets may have gaps (transaction markers): the position tells where we are.
-                    for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
-                        if tp.offset >= end[tp.partition]:
-                            pending.discard(tp.partition)
-                    if pending and time.monotonic() - last_progress > idle_timeout:
-                        raise KafkaUnavailable(
-                            f"no data from {topic} partitions {sorted(pending)} for {idle_timeout:.0f}s "
-                            "although more records were expected; is the broker up?"
-                        )
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+            yield PartitionReader(consumer, topic, start, end)
         finally:
             consumer.close()

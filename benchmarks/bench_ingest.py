@@ -1,0 +1,70 @@
+"""Benchmark: Kafka -> raw Delta landing against a plain confluent-kafka consume loop.
+
+Both read the same freshly produced topic (4 partitions of ~300-byte clickstream events) in the
+same run. The baseline only consumes and touches each message; the lakehouse path consumes, builds
+Arrow batches, uploads Parquet to the object store and commits to the Delta log with offsets.
+Prints its figures; the last line is `ingest_ratio=R lakehouse_msgs_per_s=A baseline_msgs_per_s=B`.
+"""
+
+import argparse
+import time
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, TopicPartition
+
+from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
+from lakehouse.ingest.landing import land_topic, raw_appender
+from lakehouse.resources import KafkaResource, LakeResource
+from lakehouse.settings import get_settings
+
+
+def baseline(bootstrap: str, topic: str, partitions: list[int], expected: int) -> float:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}",
+                         "enable.auto.commit": False, "fetch.max.bytes": 52428800,
+                         "queued.max.messages.kbytes": 262144})  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    seen = nbytes = 0
+    start = time.perf_counter()
+    while seen < expected:
+        for m in consumer.consume(num_messages=10000, timeout=1.0):
+            if m.error() is None:
+                seen += 1
+                nbytes += len(m.value())
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return expected / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300_000)
+    parser.add_argument("--batch-size", type=int, default=100_000)
+    args = parser.parse_args()
+
+    s = get_settings()
+    topic = f"bench.ingest.{datetime.now(UTC):%Y%m%d%H%M%S}"
+    events = generate_events(GeneratorConfig(events=args.messages, seed=1))
+    messages = encode(events)
+    avg = sum(len(m.value) for m in messages) / len(messages)
+    print(f"producing {len(messages)} messages (avg {avg:.0f} bytes) to {topic} ...", flush=True)
+    produce(s, topic, messages, progress=False)
+
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=topic)
+    partitions = kafka.partitions(topic)
+    base = baseline(s.kafka_bootstrap, topic, partitions, len(messages))
+    print(f"baseline (plain consume loop): {base:,.0f} msgs/s", flush=True)
+
+    lake = LakeResource.from_settings(s)
+    uri = f"s3://{s.bucket}/_bench/raw_{topic.replace('.', '_')}"
+    start = time.perf_counter()
+    result = land_topic(kafka, raw_appender(uri, lake.storage_options), topic, "bench", batch_size=args.batch_size,
+                        batch_seconds=10.0, log=lambda _: None)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert result.rows == len(messages), (result.rows, len(messages))
+    ours = result.rows / elapsed
+    print(f"lakehouse (Kafka -> raw Delta, {result.commits} commits): {ours:,.0f} msgs/s", flush=True)
+    print(f"ingest_ratio={ours / base:.2f} lakehouse_msgs_per_s={ours:.0f} baseline_msgs_per_s={base:.0f}")
+
+
+if __name__ == "__main__":
+    main()
