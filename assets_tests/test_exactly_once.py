@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pytest
 
 from lakehouse.executables import env_executable
@@ -26,7 +27,7 @@ from lakehouse.generator.clickstream import (
     generate_events,
     produce,
 )
-from lakehouse.ingest.delta_sink import CRASH_BEFORE_COMMIT_ENV
+from lakehouse.ingest.delta_sink import CRASH_BEFORE_COMMIT_ENV, _filesystem
 from lakehouse.resources import LakeResource
 
 pytestmark = pytest.mark.stack
@@ -71,6 +72,9 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
         kills += 1
     producer.join(timeout=300)
     assert not producer.is_alive()
+    lake = LakeResource.from_settings(settings)
+    landed_under_fire = lake.read("raw", "clickstream_events", columns=["offset"]).num_rows
+    assert landed_under_fire > 0, "the killed ingests should have committed some batches"
 
     # Refining into bronze also crashes once between its dead-letter files and their commit.
     env = {**namespace.env, CRASH_BEFORE_COMMIT_ENV: "1"}
@@ -81,7 +85,6 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
                            capture_output=True, text=True, timeout=900)  # fmt: skip
     assert final.returncode == 0, final.stderr[-3000:]
 
-    lake = LakeResource.from_settings(settings)
     raw = lake.read("raw", "clickstream_events", columns=["partition", "offset"])
     assert raw.num_rows == len(messages)
     keys = pc.add(pc.multiply(raw.column("partition").cast("int64"), 10**12), raw.column("offset"))
@@ -101,6 +104,9 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
     assert dead.num_rows == malformed
     malformed_values = sorted(m.value for m in messages if m.kind == "malformed")
     assert sorted(dead.column("value").to_pylist()) == malformed_values
+    fs, root = _filesystem(lake.table_uri("raw", "clickstream_events"), lake.storage_options)
+    log_files = [f.base_name for f in fs.get_file_info(pafs.FileSelector(f"{root}/_delta_log"))]
+    assert any(name.endswith(".checkpoint.parquet") for name in log_files), "checkpoints should be written"
     print(f"\ncrash test: {kills} kills ({faulted} between data files and commit), {len(messages)} messages, "
-          f"{malformed} dead letters")  # fmt: skip
+          f"{landed_under_fire} landed while killing, {malformed} dead letters")  # fmt: skip
     assert os.environ.get(CRASH_BEFORE_COMMIT_ENV) is None

@@ -98,3 +98,17 @@ def test_a_failed_download_names_the_artifact_and_the_fix(tmp_path, monkeypatch)
         fetch.maven_file("io.lakehouse.does-not-exist", "nothing", "0.0.1", "jar", log=lambda _: None)
     assert "downloading nothing-0.0.1.jar from Maven Central failed" in err.value.problem
     assert "run the command again" in err.value.fix
+
+
+def test_an_unreachable_object_store_is_named_with_the_fix():
+    from lakehouse.ingest.delta_sink import DeltaAppender, LakeUnavailable
+    from lakehouse.ingest.landing import RAW_SCHEMA
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    opts = LakehouseSettings(s3_endpoint=f"http://127.0.0.1:{port}").delta_storage_options()
+    with pytest.raises(LakeUnavailable) as err:
+        DeltaAppender("s3://lakehouse/raw/t", opts, RAW_SCHEMA).open()
+    assert f"127.0.0.1:{port}" in err.value.problem
+    assert "lakehouse stack up" in err.value.fix and "resumes" in err.value.fix

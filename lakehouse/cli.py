@@ -42,6 +42,8 @@ def _generate(args: argparse.Namespace) -> int:
     from lakehouse.generator.clickstream import DeliveryConfig, GeneratorConfig, produce_events
 
     s = get_settings()
+    if args.partitions:
+        s = s.model_copy(update={"events_partitions": args.partitions})
     config = GeneratorConfig(events=args.events, days=args.days, seed=args.seed, users=args.users)
     delivery = DeliveryConfig(duplicate_share=args.duplicates, malformed_share=args.malformed,
                               late_share=args.late, seed=args.seed)  # fmt: skip

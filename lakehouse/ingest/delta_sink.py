@@ -23,9 +23,15 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, Transaction
 
+from lakehouse.stack.errors import StackError
+
 # Fault injection for the crash tests: the probability of killing this process between writing
 # data files and committing them. Never set outside tests.
 CRASH_BEFORE_COMMIT_ENV = "LAKEHOUSE_FAULT_CRASH_BEFORE_COMMIT"
+
+
+class LakeUnavailable(StackError):
+    """The object store did not answer: says where, and how to fix it."""
 
 
 class ConcurrentWriterError(RuntimeError):
@@ -79,6 +85,13 @@ class DeltaAppender:
             return DeltaTable(self.uri, storage_options=self.storage_options)
         except TableNotFoundError:
             pass
+        except OSError as exc:
+            raise LakeUnavailable(
+                f"cannot read {self.uri} at {self.storage_options.get('AWS_ENDPOINT_URL', 'the object store')}: "
+                f"{str(exc).splitlines()[0]} ({' '.join(str(exc).split())[-160:]})",
+                fix="start the object store (`lakehouse stack up`) or check LAKEHOUSE_S3_ENDPOINT and "
+                "the credentials; the next run resumes from the last commit",
+            ) from exc
         try:
             return DeltaTable.create(
                 self.uri, self.schema, mode="ignore", storage_options=self.storage_options,
