@@ -27,7 +27,7 @@ from lakehouse.generator.clickstream import (
     generate_events,
     produce,
 )
-from lakehouse.ingest.delta_sink import CRASH_BEFORE_COMMIT_ENV, _filesystem
+from lakehouse.ingest.delta_sink import CRASH_BEFORE_COMMIT_ENV, table_filesystem
 from lakehouse.resources import LakeResource
 
 pytestmark = pytest.mark.stack
@@ -104,7 +104,7 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
     assert dead.num_rows == malformed
     malformed_values = sorted(m.value for m in messages if m.kind == "malformed")
     assert sorted(dead.column("value").to_pylist()) == malformed_values
-    fs, root = _filesystem(lake.table_uri("raw", "clickstream_events"), lake.storage_options)
+    fs, root = table_filesystem(lake.table_uri("raw", "clickstream_events"), lake.storage_options)
     log_files = [f.base_name for f in fs.get_file_info(pafs.FileSelector(f"{root}/_delta_log"))]
     assert any(name.endswith(".checkpoint.parquet") for name in log_files), "checkpoints should be written"
     print(f"\ncrash test: {kills} kills ({faulted} between data files and commit), {len(messages)} messages, "

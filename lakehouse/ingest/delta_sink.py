@@ -42,7 +42,7 @@ def txn_app_id(app: str, topic: str, partition: int) -> str:
     return f"{app}:{topic}:{partition}"
 
 
-def _filesystem(uri: str, storage_options: dict[str, str]) -> tuple[pafs.FileSystem, str]:
+def table_filesystem(uri: str, storage_options: dict[str, str]) -> tuple[pafs.FileSystem, str]:
     parsed = urlparse(uri)
     if parsed.scheme in ("s3", "s3a"):
         endpoint = storage_options.get("AWS_ENDPOINT_URL", "")
@@ -110,7 +110,7 @@ class DeltaAppender:
 
     def write_files(self, batch: pa.Table) -> list[AddAction]:
         """Phase one: upload the batch as a Parquet file; nothing is visible until `commit`."""
-        fs, root = _filesystem(self.uri, self.storage_options)
+        fs, root = table_filesystem(self.uri, self.storage_options)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.zstd.parquet"
         with fs.open_output_stream(f"{root}/{name}") as out:
             pq.write_table(batch, out, compression="zstd", write_statistics=False)
