@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.ingest.assets import BRONZE_KEY, DEAD_LETTERS_KEY, RAW_APP_ID, raw_clickstream_events
-from lakehouse.ingest.delta_sink import txn_app_id
+from lakehouse.ingest.delta_sink import next_offsets, txn_app_id
 from lakehouse.ingest.refine import BRONZE_APP
 from lakehouse.resources import KafkaResource, LakeResource
 
@@ -36,11 +36,9 @@ def raw_offsets_contiguous(lake: LakeResource) -> dg.AssetCheckResult:
 @dg.asset_check(asset=raw_clickstream_events,
                 description="Ingest lag: Kafka's latest offset minus the offset recorded in the table, per partition.")  # fmt: skip
 def raw_ingest_lag(config: IngestLagConfig, kafka: KafkaResource, lake: LakeResource) -> dg.AssetCheckResult:
-    table = lake.table("raw", "clickstream_events")
-    lag = {}
-    for p, end in kafka.end_offsets(kafka.events_topic).items():
-        version = table.transaction_version(txn_app_id(RAW_APP_ID, kafka.events_topic, p)) if table else None
-        lag[str(p)] = end - (0 if version is None else version + 1)
+    end = kafka.end_offsets(kafka.events_topic)
+    landed = next_offsets(lake.table("raw", "clickstream_events"), RAW_APP_ID, kafka.events_topic, list(end))
+    lag = {str(p): end[p] - landed[p] for p in end}
     worst = max(lag.values(), default=0)
     return dg.AssetCheckResult(
         passed=worst <= config.max_lag_records,

@@ -42,6 +42,15 @@ def txn_app_id(app: str, topic: str, partition: int) -> str:
     return f"{app}:{topic}:{partition}"
 
 
+def next_offsets(table: DeltaTable | None, app: str, topic: str, partitions: list[int]) -> dict[int, int]:
+    """Next offset to read per partition, from the `txn` actions in the table's log (0 if none)."""
+    result = {}
+    for p in partitions:
+        version = table.transaction_version(txn_app_id(app, topic, p)) if table is not None else None
+        result[p] = 0 if version is None else version + 1
+    return result
+
+
 def table_filesystem(uri: str, storage_options: dict[str, str]) -> tuple[pafs.FileSystem, str]:
     parsed = urlparse(uri)
     if parsed.scheme in ("s3", "s3a"):
@@ -101,12 +110,7 @@ class DeltaAppender:
             return DeltaTable(self.uri, storage_options=self.storage_options)
 
     def next_offsets(self, table: DeltaTable, app: str, topic: str, partitions: list[int]) -> dict[int, int]:
-        """Next offset to read per partition, from the `txn` actions in the table's log."""
-        result = {}
-        for p in partitions:
-            version = table.transaction_version(txn_app_id(app, topic, p))
-            result[p] = 0 if version is None else version + 1
-        return result
+        return next_offsets(table, app, topic, partitions)
 
     def write_files(self, batch: pa.Table) -> list[AddAction]:
         """Phase one: upload the batch as a Parquet file; nothing is visible until `commit`."""

@@ -21,7 +21,7 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
 from lakehouse.ingest.bronze import DEAD_LETTER_SCHEMA, to_bronze
-from lakehouse.ingest.delta_sink import DeltaAppender, txn_app_id
+from lakehouse.ingest.delta_sink import DeltaAppender, next_offsets, txn_app_id
 
 BRONZE_APP = "lakehouse-bronze"
 DEAD_LETTER_APP = "lakehouse-dead-letters"
@@ -35,15 +35,6 @@ class RefineResult:
     dead_letters: int = 0
     reasons: Counter = field(default_factory=Counter)
     new_columns: list[str] = field(default_factory=list)
-
-
-def _marks(table: DeltaTable | None, app: str, topic: str, partitions: list[int]) -> dict[int, int]:
-    """Next raw offset each partition still needs, per the table's `txn` actions."""
-    out = {}
-    for p in partitions:
-        v = table.transaction_version(txn_app_id(app, topic, p)) if table is not None else None
-        out[p] = 0 if v is None else v + 1
-    return out
 
 
 def _raw_partitions(raw: DeltaTable) -> list[int]:
@@ -82,12 +73,12 @@ def refine(
 ) -> RefineResult:
     raw = DeltaTable(raw_uri, storage_options=storage_options)
     partitions = _raw_partitions(raw)
-    upto = _marks(raw, raw_app, topic, partitions)  # what the raw table has committed, exclusive
+    upto = next_offsets(raw, raw_app, topic, partitions)  # what the raw table has committed, exclusive
     bronze = _open(bronze_uri, storage_options)
     dead_appender = DeltaAppender(dead_letter_uri, storage_options, DEAD_LETTER_SCHEMA)
     dead_table = dead_appender.open()
-    bronze_marks = _marks(bronze, BRONZE_APP, topic, partitions)
-    dead_marks = _marks(dead_table, DEAD_LETTER_APP, topic, partitions)
+    bronze_marks = next_offsets(bronze, BRONZE_APP, topic, partitions)
+    dead_marks = next_offsets(dead_table, DEAD_LETTER_APP, topic, partitions)
     result = RefineResult()
     todo = [p for p in partitions if min(bronze_marks[p], dead_marks[p]) < upto[p]]
     if not todo:
