@@ -112,3 +112,15 @@ def test_an_unreachable_object_store_is_named_with_the_fix():
         DeltaAppender("s3://lakehouse/raw/t", opts, RAW_SCHEMA).open()
     assert f"127.0.0.1:{port}" in err.value.problem
     assert "lakehouse stack up" in err.value.fix and "resumes" in err.value.fix
+
+
+def test_an_unreachable_broker_is_named_with_the_fix():
+    from lakehouse.resources.kafka import KafkaUnavailable, topic_partitions
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(KafkaUnavailable) as err:
+        topic_partitions(f"127.0.0.1:{port}", "events", timeout=3)
+    assert f"127.0.0.1:{port} did not answer" in err.value.problem
+    assert "lakehouse stack up" in err.value.fix

@@ -102,3 +102,13 @@ def test_dead_letters_schema_evolution_and_accounting(namespace):
     after = DeltaTable(lake.table_uri("raw", "clickstream_events"), storage_options=lake.storage_options)
     assert len(after.file_uris()) < files_before or files_before == 1
     assert after.to_pyarrow_table().num_rows == rows_before
+
+
+def test_a_missing_topic_is_a_clear_error(namespace):
+    from lakehouse.resources.kafka import KafkaUnavailable
+
+    kafka = KafkaResource(bootstrap_servers=namespace.settings.kafka_bootstrap, events_topic="no.such.topic")
+    with pytest.raises(KafkaUnavailable) as err:
+        kafka.partitions("no.such.topic")
+    assert "'no.such.topic' does not exist" in err.value.problem
+    assert "lakehouse generate events" in err.value.fix
