@@ -54,6 +54,15 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _changes(args: argparse.Namespace) -> int:
+    from lakehouse.cdc.workload import run_workload
+
+    result = run_workload(get_settings(), operations=args.operations, rate=args.rate, seed_value=args.seed)
+    ops = ", ".join(f"{n} {k}" for k, n in result.operations.most_common())
+    print(f"generate: committed {result.transactions} transactions ({ops})")
+    return 0
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from lakehouse.ingest.assets import RAW_APP_ID
     from lakehouse.ingest.landing import land_topic, raw_appender
@@ -122,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--late", type=float, default=0.0, help="share of events held back and delivered last")
     ev.set_defaults(func=_generate)
+
+    ch = gen_sub.add_parser(
+        "changes", help="an OLTP workload on the marketplace database (captured by Debezium)"
+    )
+    ch.add_argument("--operations", type=int, default=500, help="transactions to commit (default 500)")
+    ch.add_argument(
+        "--rate", type=float, default=0.0, help="transactions per second (default 0: as fast as possible)"
+    )
+    ch.add_argument("--seed", type=int, default=None, help="random seed")
+    ch.set_defaults(func=_changes)
 
     ing = sub.add_parser("ingest", help="land Kafka records into the lake outside Dagster (same code path)")
     ing_sub = ing.add_subparsers(dest="what", required=True)

@@ -4,6 +4,7 @@ import dagster as dg
 
 from lakehouse.batch import assets as batch_assets
 from lakehouse.batch import checks as batch_checks
+from lakehouse.cdc.assets import change_log_checks, raw_cdc_change_logs
 from lakehouse.ingest import assets as ingest_assets
 from lakehouse.ingest import checks as ingest_checks
 from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_schedule
@@ -21,8 +22,12 @@ all_assets_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*dg.load_assets_from_modules([ingest_assets, batch_assets]), gold_dbt_models],
-    asset_checks=dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
+    assets=[
+        *dg.load_assets_from_modules([ingest_assets, batch_assets]),
+        raw_cdc_change_logs,
+        gold_dbt_models,
+    ],
+    asset_checks=[*dg.load_asset_checks_from_modules([ingest_checks, batch_checks]), *change_log_checks],
     jobs=[all_assets_job, clickstream_ingest_job, table_maintenance],
     sensors=[clickstream_kafka_sensor],
     schedules=[table_maintenance_schedule],

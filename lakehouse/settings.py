@@ -43,6 +43,16 @@ class LakehouseSettings(BaseSettings):
     postgres_password: str = "lakehouse-local-secret"
     postgres_db: str = "marketplace"
 
+    # Change data capture: Kafka Connect with Debezium. Which tables are captured is configuration.
+    connect_port: int = 8083
+    connect_heap: str = "768M"
+    cdc_topic_prefix: str = "cdc"
+    cdc_schema: str = "marketplace"
+    cdc_tables: str = "customers,merchants,products,orders,order_items,payments"
+    cdc_database_host: str | None = (
+        None  # PostgreSQL's host as Kafka Connect sees it (default: postgres_host)
+    )
+
     # Trino
     trino_host: str = "127.0.0.1"
     trino_port: int = 8080
@@ -70,6 +80,14 @@ class LakehouseSettings(BaseSettings):
     @property
     def kafka_port(self) -> int:
         return int(self.kafka_bootstrap.rsplit(":", 1)[1])
+
+    @property
+    def cdc_table_list(self) -> list[str]:
+        return [t.strip() for t in self.cdc_tables.split(",") if t.strip()]
+
+    def cdc_topic(self, table: str) -> str:
+        """Debezium's topic for a source table: <prefix>.<schema>.<table>."""
+        return f"{self.cdc_topic_prefix}.{self.cdc_schema}.{table}"
 
     @property
     def s3_port(self) -> int:

@@ -16,10 +16,9 @@ class IngestLagConfig(dg.Config):
     max_lag_records: int = 100_000  # per partition; beyond this the check fails
 
 
-@dg.asset_check(asset=raw_clickstream_events, blocking=True,
-                description="Per Kafka partition, the landed offsets form one gap-free run with no repeats.")  # fmt: skip
-def raw_offsets_contiguous(lake: LakeResource) -> dg.AssetCheckResult:
-    raw = lake.read("raw", "clickstream_events", columns=["partition", "offset"])
+def offsets_contiguous(lake: LakeResource, layer: str, table: str) -> dg.AssetCheckResult:
+    """Per Kafka partition, the landed offsets of a table form one gap-free run with no repeats."""
+    raw = lake.read(layer, table, columns=["partition", "offset"])
     stats = raw.group_by("partition").aggregate(
         [("offset", "count"), ("offset", "count_distinct"), ("offset", "min"), ("offset", "max")]
     )
@@ -31,6 +30,12 @@ def raw_offsets_contiguous(lake: LakeResource) -> dg.AssetCheckResult:
                 f"{row['offset_count']} rows, {row['offset_count_distinct']} distinct offsets, span {span}"
             )
     return dg.AssetCheckResult(passed=not problems, metadata={"rows": raw.num_rows, "problems": problems})
+
+
+@dg.asset_check(asset=raw_clickstream_events, blocking=True,
+                description="Per Kafka partition, the landed offsets form one gap-free run with no repeats.")  # fmt: skip
+def raw_offsets_contiguous(lake: LakeResource) -> dg.AssetCheckResult:
+    return offsets_contiguous(lake, "raw", "clickstream_events")
 
 
 @dg.asset_check(asset=raw_clickstream_events,

@@ -72,12 +72,15 @@ def land_topic(
     follow: bool = False,
     idle_exit: float | None = None,
     log: Callable[[str], None] = print,
+    to_table: Callable[[str, dict[str, list]], pa.Table] | None = None,
 ) -> LandingResult:
     """Append every record of `topic` not yet in the table, one Delta commit per batch.
 
     A batch closes at `batch_size` records or after `batch_seconds`, whichever comes first. Without
     `follow`, the run stops at the end offsets seen when it started; with it, it keeps landing new
-    records (until `idle_exit` seconds pass without any, if given)."""
+    records (until `idle_exit` seconds pass without any, if given). `to_table` turns a batch's
+    columns into the table's rows (default: the raw message layout)."""
+    to_table = to_table or to_arrow
     table = appender.open()
     partitions = kafka.partitions(topic)
     start = appender.next_offsets(table, app, topic, partitions)
@@ -94,7 +97,7 @@ def land_topic(
                     break
                 continue
             idle_since = time.monotonic()
-            batch = to_arrow(topic, cols)
+            batch = to_table(topic, cols)
             last = last_offsets(batch)
             txns = [Transaction(app_id=txn_app_id(app, topic, p), version=o) for p, o in sorted(last.items())]
             appender.commit(table, appender.write_files(batch), txns, {"lakehouse.source": f"kafka:{topic}"})

@@ -9,7 +9,12 @@ from lakehouse.settings import LakehouseSettings
 
 def build_resources(s: LakehouseSettings) -> dict:
     return {
-        "kafka": KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic),
+        "kafka": KafkaResource(
+            bootstrap_servers=s.kafka_bootstrap,
+            events_topic=s.events_topic,
+            cdc_topic_prefix=s.cdc_topic_prefix,
+            cdc_schema=s.cdc_schema,
+        ),
         "lake": LakeResource.from_settings(s),
         "trino": TrinoResource.from_settings(s),
         "spark": LakehouseSparkResource.from_settings(s),

@@ -133,6 +133,21 @@ class KafkaResource(dg.ConfigurableResource):
 
     bootstrap_servers: str
     events_topic: str = "clickstream.events"
+    cdc_topic_prefix: str = "cdc"
+    cdc_schema: str = "marketplace"
+
+    def cdc_topic(self, table: str) -> str:
+        """Debezium's topic for a captured source table."""
+        return f"{self.cdc_topic_prefix}.{self.cdc_schema}.{table}"
+
+    def topic_exists(self, topic: str) -> bool:
+        try:
+            self.partitions(topic)
+        except KafkaUnavailable as exc:
+            if "does not exist" in exc.problem:
+                return False
+            raise
+        return True
 
     def partitions(self, topic: str) -> list[int]:
         return topic_partitions(self.bootstrap_servers, topic)

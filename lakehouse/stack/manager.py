@@ -90,6 +90,7 @@ def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
             log(f"{svc.name}: already running (pid {record.pid}), checking health ...")
         elif process.port_owner(next(iter(svc.ports(s)))) and svc.served_elsewhere(s):
             log(f"{svc.name}: served by another process at {svc.url(s)} (e.g. docker compose); using it")
+            svc.after_start(s, log)
             continue
         else:
             _check_ports_free(s, svc)

@@ -25,6 +25,7 @@ from lakehouse.stack.errors import StackError
 TRINO_VERSION = "476"
 TRINO_PLUGINS = {"delta-lake", "hive", "memory", "tpch", "postgresql"}
 POSTGRES_MAJOR = "15"
+OLTP_SCHEMA = Path(__file__).resolve().parent.parent / "cdc" / "schema.sql"
 
 
 @dataclass
@@ -308,6 +309,9 @@ class Postgres(Service):
         return True
 
     def after_start(self, s, log):
+        if not (self.socket_dir(s) / f".s.PGSQL.{s.postgres_port}").exists():
+            self._apply_oltp_schema(s)  # served elsewhere (docker compose): its role and database exist
+            return
         from psycopg import sql
 
         with self._connect(s) as conn:
@@ -327,6 +331,18 @@ class Postgres(Service):
                     )
                 )
                 log(f"  created database {s.postgres_db} owned by {s.postgres_user}")
+        # The marketplace's OLTP schema, created as its owner (Debezium's publication needs ownership).
+        import psycopg
+
+        with psycopg.connect(
+            host=str(self.socket_dir(s)),
+            port=s.postgres_port,
+            user=s.postgres_user,
+            password=s.postgres_password,
+            dbname=s.postgres_db,
+            autocommit=True,
+        ) as conn:
+            conn.execute(OLTP_SCHEMA.read_text())
 
 
 class Kafka(Service):
@@ -411,6 +427,65 @@ class Kafka(Service):
         return None if md.brokers else "no broker registered yet"
 
 
+class Connect(Service):
+    name = "connect"
+    description = "Kafka Connect with Debezium (PostgreSQL CDC)"
+    start_timeout = 180.0
+
+    def ports(self, s):
+        return {s.connect_port: "Kafka Connect REST"}
+
+    def url(self, s):
+        return f"http://127.0.0.1:{s.connect_port}"
+
+    def fetch(self, s, log):
+        fetch.jar_set("connect", s.cache_dir, log=log)
+
+    def prepare(self, s, log):
+        java = default_java()
+        libs = fetch.jar_set("connect", s.cache_dir, log=log)
+        conf_dir = s.home / "connect"
+        worker = conf_dir / "worker.properties"
+        _write(worker, _properties({
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": "lakehouse-connect",
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable": "false",
+            "value.converter.schemas.enable": "false",
+            "config.storage.topic": "_connect-configs",
+            "offset.storage.topic": "_connect-offsets",
+            "status.storage.topic": "_connect-status",
+            "config.storage.replication.factor": 1,
+            "offset.storage.replication.factor": 1,
+            "status.storage.replication.factor": 1,
+            "offset.flush.interval.ms": 2000,
+            "listeners": f"http://127.0.0.1:{s.connect_port}",
+            "rest.advertised.host.name": "127.0.0.1",
+            "rest.advertised.port": s.connect_port,
+            "topic.creation.enable": "true",
+        }))  # fmt: skip
+        log4j = s.home / "kafka" / "log4j2.properties"
+        cmd = [
+            java, f"-Xmx{s.connect_heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
+            "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
+        ]  # fmt: skip
+        return Launch(cmd=cmd, cwd=conf_dir)
+
+    def health(self, s):
+        try:
+            info = requests.get(f"{self.url(s)}/connectors", timeout=3)
+        except requests.RequestException:
+            return f"REST port {s.connect_port} not answering yet"
+        return None if info.status_code == 200 else f"REST API answers {info.status_code}"
+
+    def after_start(self, s, log):
+        from lakehouse.cdc.connector import ensure_connector
+
+        ensure_connector(s, log=log)
+
+
 class Trino(Service):
     name = "trino"
     description = f"Trino {TRINO_VERSION} (Delta Lake catalog)"
@@ -485,7 +560,7 @@ class Trino(Service):
         return "server still starting" if info.get("starting", True) else None
 
 
-SERVICES: list[Service] = [ObjectStore(), Postgres(), Kafka(), Trino()]
+SERVICES: list[Service] = [ObjectStore(), Postgres(), Kafka(), Connect(), Trino()]
 
 
 def by_name(name: str) -> Service:

@@ -1,0 +1,58 @@
+"""The Debezium connector: its configuration (connector.json in this folder, filled from the
+settings) registered in Kafka Connect idempotently, and its health."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from string import Template
+
+import requests
+
+from lakehouse.settings import LakehouseSettings
+from lakehouse.stack.errors import StackError
+
+CONNECTOR_NAME = "lakehouse-cdc"
+TEMPLATE = Path(__file__).resolve().parent / "connector.json"
+
+
+def connector_config(s: LakehouseSettings) -> dict[str, str]:
+    values = {**s.model_dump(mode="json"),
+              "database_host": s.cdc_database_host or s.postgres_host,
+              "table_include_list": ",".join(f"{s.cdc_schema}.{t}" for t in s.cdc_table_list)}  # fmt: skip
+    return json.loads(Template(TEMPLATE.read_text()).substitute({k: str(v) for k, v in values.items()}))
+
+
+def connector_status(s: LakehouseSettings) -> dict:
+    resp = requests.get(f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}/status", timeout=10)
+    return resp.json() if resp.status_code == 200 else {}
+
+
+def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) -> None:
+    """PUT the configuration (creates or updates) and wait until the connector and its task run."""
+    base = f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}"
+    resp = requests.put(f"{base}/config", json=connector_config(s), timeout=30)
+    if resp.status_code not in (200, 201):
+        raise StackError(f"Kafka Connect refused the Debezium connector: {resp.status_code} {resp.text[:500]}",
+                         fix="read `lakehouse stack logs connect`; check lakehouse/cdc/connector.json")  # fmt: skip
+    deadline = time.monotonic() + timeout
+    state = {}
+    while time.monotonic() < deadline:
+        state = connector_status(s)
+        tasks = state.get("tasks", [])
+        if (
+            state.get("connector", {}).get("state") == "RUNNING"
+            and tasks
+            and all(t["state"] == "RUNNING" for t in tasks)
+        ):
+            log(f"  connector {CONNECTOR_NAME} running ({len(s.cdc_table_list)} tables)")
+            return
+        failed = [t for t in tasks if t["state"] == "FAILED"]
+        if failed:
+            trace = failed[0].get("trace", "").splitlines()
+            raise StackError(f"the Debezium task failed: {' | '.join(trace[:3])}",
+                             fix="read `lakehouse stack logs connect`; then `lakehouse stack up` restarts it")  # fmt: skip
+        time.sleep(1)
+    raise StackError(f"connector {CONNECTOR_NAME} not running after {timeout:.0f}s: {state}",
+                     fix="read `lakehouse stack logs connect`")  # fmt: skip
