@@ -82,3 +82,16 @@ def test_an_incompatible_change_goes_to_dead_letters_with_the_reason():
     assert batch.table.column("event_id").to_pylist() == ["e1"]
     (reason,) = batch.dead_letters.column("error").to_pylist()
     assert reason == "incompatible change: field 'referrer' is int64, the table has string"
+
+
+def test_a_column_added_by_an_earlier_run_keeps_accepting_its_type(tmp_path):
+    from deltalake import DeltaTable, write_deltalake
+
+    from lakehouse.ingest.delta_sink import arrow_schema
+
+    first = to_bronze(raw_table([event(referrer="ads")]))
+    write_deltalake(str(tmp_path / "bronze"), first.table)
+    existing = arrow_schema(DeltaTable(str(tmp_path / "bronze")))
+    later = to_bronze(raw_table([event(event_id="e9", referrer="newsletter")]), existing=existing)
+    assert later.dead_letters.num_rows == 0
+    assert later.table.column("referrer").to_pylist() == ["newsletter"]

@@ -99,3 +99,23 @@ def test_an_unreadable_change_record_is_kept_with_the_reason():
     assert rows[0]["error"].startswith("not JSON") and rows[0]["value"] == b"{broken"
     assert rows[1]["op"] is None and rows[1]["error"] is None  # a tombstone
     assert rows[2]["op"] == "c" and rows[2]["lsn"] == 7 and rows[2]["tx_id"] == 3
+
+
+def test_silver_converges_to_the_source_across_runs(stack):
+    from lakehouse.cdc.assets import reconciliation_checks, silver_cdc_current_state
+
+    resources = build_resources(stack)
+    kafka = resources["kafka"]
+    graph = [raw_cdc_change_logs, silver_cdc_current_state, *change_log_checks, *reconciliation_checks]
+    for round_seed in (31, 32):  # the second round MERGEs into existing silver tables
+        run_workload(stack, operations=200, seed_value=round_seed, progress=False)
+        wait_for_capture(kafka, list(KEYS))
+        run = dg.materialize(graph, resources=resources)
+        assert run.success
+        results = {
+            (e.asset_key.path[-1], e.check_name): (e.passed, e.metadata)
+            for e in run.get_asset_check_evaluations()
+        }
+        failed = {k: v for k, v in results.items() if not v[0]}
+        assert not failed, failed
+        assert {t for t, name in results if name == "reconciles_with_source"} == set(KEYS)

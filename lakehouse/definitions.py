@@ -4,7 +4,11 @@ import dagster as dg
 
 from lakehouse.batch import assets as batch_assets
 from lakehouse.batch import checks as batch_checks
-from lakehouse.cdc.assets import change_log_checks, raw_cdc_change_logs
+from lakehouse.cdc.assets import (
+    change_log_checks,
+    raw_cdc_change_logs,
+    reconciliation_checks,
+)
 from lakehouse.ingest import assets as ingest_assets
 from lakehouse.ingest import checks as ingest_checks
 from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_schedule
@@ -27,7 +31,11 @@ defs = dg.Definitions(
         raw_cdc_change_logs,
         gold_dbt_models,
     ],
-    asset_checks=[*dg.load_asset_checks_from_modules([ingest_checks, batch_checks]), *change_log_checks],
+    asset_checks=[
+        *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
+        *change_log_checks,
+        *reconciliation_checks,
+    ],
     jobs=[all_assets_job, clickstream_ingest_job, table_maintenance],
     sensors=[clickstream_kafka_sensor],
     schedules=[table_maintenance_schedule],

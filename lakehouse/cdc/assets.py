@@ -5,12 +5,14 @@ Which tables exist here is configuration (LAKEHOUSE_CDC_TABLES), not code."""
 
 import dagster as dg
 
+from lakehouse.cdc.apply import apply_changes, current_state
 from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
+from lakehouse.cdc.reconcile import fingerprint
 from lakehouse.ingest.checks import offsets_contiguous
 from lakehouse.ingest.delta_sink import DeltaAppender
 from lakehouse.ingest.landing import land_topic
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
-from lakehouse.resources import KafkaResource, LakeResource
+from lakehouse.resources import KafkaResource, LakeResource, PostgresResource
 from lakehouse.settings import get_settings
 
 RAW_CDC_APP = "lakehouse-raw-cdc"
@@ -80,6 +82,73 @@ def build_change_log_checks(tables: list[str]) -> list[dg.AssetChecksDefinition]
     return [build(t) for t in tables]
 
 
+def silver_key(source_table: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", source_table])
+
+
+def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
+    specs = [
+        dg.AssetSpec(
+            silver_key(t),
+            deps=[change_log_key(t)],
+            group_name="silver",
+            owners=[PLATFORM_OWNER],
+            freshness_policy=STREAMING_FRESHNESS,
+            kinds={"python", "delta"},
+            skippable=True,
+            description=(
+                f"Current state of PostgreSQL {schema}.{t}, kept by MERGEing its change log in LSN order: the "
+                "newest change per primary key wins, deletes are kept as `_cdc_deleted` markers (the current "
+                "state is every row not marked deleted), a primary-key change moves the row."
+            ),
+        )  # fmt: skip
+        for t in tables
+    ]
+
+    @dg.multi_asset(name="silver_cdc_current_state", specs=specs, can_subset=True,
+                    backfill_policy=dg.BackfillPolicy.single_run())  # fmt: skip
+    def silver_cdc_current_state(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+        for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1]):
+            table = key.path[-1]
+            result = apply_changes(lake.table_uri("raw", change_log_table(table)), lake.table_uri("silver", table),
+                                   lake.storage_options, kafka.cdc_topic(table), log=context.log.info)  # fmt: skip
+            yield dg.MaterializeResult(asset_key=key, metadata={
+                "changes_read": result.changes_read, "keys_changed": result.keys_changed,
+                "inserted": result.inserted, "updated": result.updated, "unreadable_changes": result.unreadable,
+                "new_columns": result.new_columns,
+            })  # fmt: skip
+
+    return silver_cdc_current_state
+
+
+def build_reconciliation_checks(tables: list[str]) -> list[dg.AssetChecksDefinition]:
+    def build(table: str) -> dg.AssetChecksDefinition:
+        @dg.asset_check(asset=silver_key(table), name="reconciles_with_source",
+                        description="Row count and a checksum over all rows equal those of the PostgreSQL table.")  # fmt: skip
+        def check(lake: LakeResource, postgres: PostgresResource) -> dg.AssetCheckResult:
+            silver = lake.table("silver", table)
+            source = postgres.rows(table)
+            if silver is None:
+                return dg.AssetCheckResult(passed=not source, metadata={"source_rows": len(source)})
+            mirror = current_state(silver).to_pylist()
+            columns = sorted(source[0]) if source else sorted(mirror[0]) if mirror else []
+            (n_src, sum_src), (n_silver, sum_silver) = (
+                fingerprint(source, columns),
+                fingerprint(mirror, columns),
+            )
+            return dg.AssetCheckResult(
+                passed=(n_src, sum_src) == (n_silver, sum_silver),
+                metadata={"source_rows": n_src, "silver_rows": n_silver, "source_checksum": sum_src[:16],
+                          "silver_checksum": sum_silver[:16]},
+            )  # fmt: skip
+
+        return check
+
+    return [build(t) for t in tables]
+
+
 _settings = get_settings()
 raw_cdc_change_logs = build_change_log_assets(_settings.cdc_schema, _settings.cdc_table_list)
 change_log_checks = build_change_log_checks(_settings.cdc_table_list)
+silver_cdc_current_state = build_silver_assets(_settings.cdc_schema, _settings.cdc_table_list)
+reconciliation_checks = build_reconciliation_checks(_settings.cdc_table_list)

@@ -42,6 +42,11 @@ def txn_app_id(app: str, topic: str, partition: int) -> str:
     return f"{app}:{topic}:{partition}"
 
 
+def arrow_schema(table: DeltaTable) -> pa.Schema:
+    """The table's schema as a pyarrow schema (delta-rs hands out arro3 objects)."""
+    return pa.schema(table.schema().to_arrow())
+
+
 def next_offsets(table: DeltaTable | None, app: str, topic: str, partitions: list[int]) -> dict[int, int]:
     """Next offset to read per partition, from the `txn` actions in the table's log (0 if none)."""
     result = {}

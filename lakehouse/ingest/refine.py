@@ -21,7 +21,7 @@ from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
 from lakehouse.ingest.bronze import DEAD_LETTER_SCHEMA, to_bronze
-from lakehouse.ingest.delta_sink import DeltaAppender, next_offsets, txn_app_id
+from lakehouse.ingest.delta_sink import DeltaAppender, arrow_schema, next_offsets, txn_app_id
 
 BRONZE_APP = "lakehouse-bronze"
 DEAD_LETTER_APP = "lakehouse-dead-letters"
@@ -94,7 +94,7 @@ def refine(
         filters = f if filters is None else filters | f
     rows = raw.to_pyarrow_dataset().to_table(filter=filters)
     result.raw_rows_read = rows.num_rows
-    batch = to_bronze(rows, existing=bronze.schema().to_arrow() if bronze is not None else None)
+    batch = to_bronze(rows, existing=arrow_schema(bronze) if bronze is not None else None)
     result.duplicates = batch.duplicates
     log(f"bronze: {rows.num_rows} raw rows from partitions {todo}")
 
@@ -115,7 +115,7 @@ def refine(
         result.inserted = valid.num_rows
         result.new_columns = [n for n in valid.schema.names if n not in batch.table.schema.names]
     else:
-        known = set(bronze.schema().to_arrow().names)
+        known = set(arrow_schema(bronze).names)
         result.new_columns = [n for n in valid.schema.names if n not in known]
         if valid.num_rows:
             metrics = (

@@ -2,6 +2,7 @@
 
 from lakehouse.resources.kafka import KafkaResource
 from lakehouse.resources.lake import LakeResource
+from lakehouse.resources.postgres import PostgresResource
 from lakehouse.resources.spark import LakehouseSparkResource
 from lakehouse.resources.trino import TrinoResource
 from lakehouse.settings import LakehouseSettings
@@ -16,6 +17,7 @@ def build_resources(s: LakehouseSettings) -> dict:
             cdc_schema=s.cdc_schema,
         ),
         "lake": LakeResource.from_settings(s),
+        "postgres": PostgresResource.from_settings(s),
         "trino": TrinoResource.from_settings(s),
         "spark": LakehouseSparkResource.from_settings(s),
     }
