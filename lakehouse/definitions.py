@@ -5,9 +5,14 @@ import dagster as dg
 from lakehouse.batch import assets as batch_assets
 from lakehouse.batch import checks as batch_checks
 from lakehouse.cdc.assets import (
+    cdc_apply_job,
+    cdc_kafka_sensor,
     change_log_checks,
+    current_prices_match_source,
     raw_cdc_change_logs,
     reconciliation_checks,
+    silver_cdc_current_state,
+    silver_product_price_history,
 )
 from lakehouse.ingest import assets as ingest_assets
 from lakehouse.ingest import checks as ingest_checks
@@ -29,15 +34,18 @@ defs = dg.Definitions(
     assets=[
         *dg.load_assets_from_modules([ingest_assets, batch_assets]),
         raw_cdc_change_logs,
+        silver_cdc_current_state,
+        silver_product_price_history,
         gold_dbt_models,
     ],
     asset_checks=[
         *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
         *change_log_checks,
         *reconciliation_checks,
+        current_prices_match_source,
     ],
-    jobs=[all_assets_job, clickstream_ingest_job, table_maintenance],
-    sensors=[clickstream_kafka_sensor],
+    jobs=[all_assets_job, clickstream_ingest_job, cdc_apply_job, table_maintenance],
+    sensors=[clickstream_kafka_sensor, cdc_kafka_sensor],
     schedules=[table_maintenance_schedule],
     resources={**build_resources(settings), "dbt": dbt_resource()},
 )

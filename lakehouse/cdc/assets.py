@@ -4,13 +4,16 @@ Debezium's topics exactly once by the same machinery as the clickstream (ingest/
 Which tables exist here is configuration (LAKEHOUSE_CDC_TABLES), not code."""
 
 import dagster as dg
+from deltalake import write_deltalake
 
 from lakehouse.cdc.apply import apply_changes, current_state
 from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
+from lakehouse.cdc.history import price_history
 from lakehouse.cdc.reconcile import fingerprint
 from lakehouse.ingest.checks import offsets_contiguous
 from lakehouse.ingest.delta_sink import DeltaAppender
 from lakehouse.ingest.landing import land_topic
+from lakehouse.ingest.sensors import kafka_sensor
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.resources import KafkaResource, LakeResource, PostgresResource
 from lakehouse.settings import get_settings
@@ -147,7 +150,59 @@ def build_reconciliation_checks(tables: list[str]) -> list[dg.AssetChecksDefinit
     return [build(t) for t in tables]
 
 
+PRICE_HISTORY_KEY = dg.AssetKey(["silver", "product_price_history"])
+
+
+@dg.asset(
+    key=PRICE_HISTORY_KEY, deps=[change_log_key("products")], group_name="silver", owners=[PLATFORM_OWNER],
+    freshness_policy=STREAMING_FRESHNESS, kinds={"python", "delta"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description=(
+        "Price history of every product (SCD type 2): one row per price with the commit time it took effect "
+        "(`valid_from`) and the time it was replaced or the product deleted (`valid_to`, NULL while current)."
+    ),
+)  # fmt: skip
+def silver_product_price_history(lake: LakeResource) -> dg.MaterializeResult:
+    log = lake.table("raw", change_log_table("products"))
+    if log is None:
+        return dg.MaterializeResult(metadata={"versions": 0})
+    rows = log.to_pyarrow_table(columns=["op", "before", "after", "lsn", "offset", "source_ts", "error"])
+    changes = [r for r in rows.to_pylist() if r["op"] is not None and r["error"] is None]
+    history = price_history(changes)
+    write_deltalake(lake.table_uri("silver", "product_price_history"), history, mode="overwrite",
+                    storage_options=lake.storage_options)  # fmt: skip
+    return dg.MaterializeResult(metadata={"versions": history.num_rows,
+                                          "products": len(set(history.column("product_id").to_pylist()))})  # fmt: skip
+
+
+@dg.asset_check(asset=PRICE_HISTORY_KEY, blocking=True,
+                description="Each product has at most one current price, and it equals the price in PostgreSQL.")  # fmt: skip
+def current_prices_match_source(lake: LakeResource, postgres: PostgresResource) -> dg.AssetCheckResult:
+    history = lake.read("silver", "product_price_history", columns=["product_id", "price", "is_current"])
+    current: dict[int, list] = {}
+    for r in history.to_pylist():
+        if r["is_current"]:
+            current.setdefault(r["product_id"], []).append(r["price"])
+    source = {r["product_id"]: r["price"] for r in postgres.rows("products")}
+    wrong = {str(p): {"history": current.get(p), "source": str(price)} for p, price in source.items()
+             if current.get(p) != [price]}  # fmt: skip
+    stale = [p for p in current if p not in source]
+    return dg.AssetCheckResult(passed=not wrong and not stale,
+                               metadata={"products": len(source), "mismatched": dict(list(wrong.items())[:20]),
+                                         "current_without_source": stale[:20]})  # fmt: skip
+
+
 _settings = get_settings()
+cdc_apply_job = dg.define_asset_job(
+    "cdc_apply",
+    selection=dg.AssetSelection.assets(*(change_log_key(t) for t in _settings.cdc_table_list),
+                                       *(silver_key(t) for t in _settings.cdc_table_list), PRICE_HISTORY_KEY),
+    description="Land new change records into the raw change logs and MERGE them into silver.",
+)  # fmt: skip
+cdc_kafka_sensor = kafka_sensor(
+    "cdc_kafka_sensor", cdc_apply_job, lambda kafka: [kafka.cdc_topic(t) for t in _settings.cdc_table_list],
+    "Requests a CDC apply run whenever Debezium has written new change records.",
+)  # fmt: skip
 raw_cdc_change_logs = build_change_log_assets(_settings.cdc_schema, _settings.cdc_table_list)
 change_log_checks = build_change_log_checks(_settings.cdc_table_list)
 silver_cdc_current_state = build_silver_assets(_settings.cdc_schema, _settings.cdc_table_list)

@@ -1,11 +1,13 @@
-"""Kafka sensor: request an ingest run when the events topic has records beyond the last request.
+"""Kafka sensors: request a run when topics have records beyond the last request.
 
-The cursor holds the end offset per partition seen at the last request; the run itself reads from
-the offsets recorded in the Delta table, so a skipped or repeated tick never loses or doubles data.
+The cursor holds the end offset per topic partition seen at the last request; the run itself
+reads from the offsets recorded in the Delta tables, so a skipped or repeated tick never loses or
+doubles data. One factory serves the clickstream and the CDC topics.
 """
 
 import hashlib
 import json
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -21,32 +23,47 @@ clickstream_ingest_job = dg.define_asset_job(
 )
 
 
-def new_offsets(cursor: str | None, end: dict[int, int]) -> dict[int, int] | None:
-    """The end offsets if any partition moved past the cursor, else None."""
-    seen = {int(p): o for p, o in json.loads(cursor).items()} if cursor else {}
-    return end if any(o > seen.get(p, 0) for p, o in end.items()) else None
+def end_offsets(kafka: KafkaResource, topics: list[str]) -> dict[str, int]:
+    """End offset per `topic:partition`, for the topics that exist."""
+    result = {}
+    for topic in topics:
+        if kafka.topic_exists(topic):
+            result.update({f"{topic}:{p}": o for p, o in kafka.end_offsets(topic).items()})
+    return result
 
 
-def run_key(topic: str, end: dict[int, int]) -> str:
+def new_offsets(cursor: str | None, end: dict[str, int]) -> dict[str, int] | None:
+    """The end offsets if any topic partition moved past the cursor, else None."""
+    seen = json.loads(cursor) if cursor else {}
+    return end if any(o > seen.get(tp, 0) for tp, o in end.items()) else None
+
+
+def run_key(name: str, end: dict[str, int]) -> str:
     digest = hashlib.sha1(json.dumps(sorted(end.items())).encode()).hexdigest()[:16]
-    return f"{topic}@{digest}"
+    return f"{name}@{digest}"
 
 
-@dg.sensor(
-    job=clickstream_ingest_job,
-    minimum_interval_seconds=get_settings().sensor_interval_seconds,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests an ingest run whenever the clickstream topic has new records.",
-)
-def clickstream_kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource):
-    try:
-        end = kafka.end_offsets(kafka.events_topic)
-    except KafkaUnavailable as exc:
-        return dg.SkipReason(str(exc))
-    moved = new_offsets(context.cursor, end)
-    if moved is None:
-        return dg.SkipReason(f"no new records on {kafka.events_topic}")
-    context.update_cursor(json.dumps({str(p): o for p, o in moved.items()}))
-    return dg.RunRequest(
-        run_key=run_key(kafka.events_topic, moved), tags={"lakehouse/end_offsets": json.dumps(moved)}
-    )
+def kafka_sensor(name: str, job, topics_of: Callable[[KafkaResource], list[str]], description: str):
+    @dg.sensor(name=name, job=job, minimum_interval_seconds=get_settings().sensor_interval_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING, description=description)  # fmt: skip
+    def _sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource):
+        topics = topics_of(kafka)
+        try:
+            end = end_offsets(kafka, topics)
+        except KafkaUnavailable as exc:
+            return dg.SkipReason(str(exc))
+        moved = new_offsets(context.cursor, end)
+        if moved is None:
+            return dg.SkipReason(f"no new records on {', '.join(topics)}")
+        context.update_cursor(json.dumps(moved))
+        return dg.RunRequest(
+            run_key=run_key(name, moved), tags={"lakehouse/end_offsets": json.dumps(moved)[:4000]}
+        )
+
+    return _sensor
+
+
+clickstream_kafka_sensor = kafka_sensor(
+    "clickstream_kafka_sensor", clickstream_ingest_job, lambda kafka: [kafka.events_topic],
+    "Requests an ingest run whenever the clickstream topic has new records.",
+)  # fmt: skip
