@@ -84,6 +84,17 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cdc_apply(args: argparse.Namespace) -> int:
+    from lakehouse.cdc.pipeline import run_loop, run_once
+
+    s = get_settings()
+    if args.loop:
+        run_loop(s, interval=args.interval, idle_exit=args.idle_exit)
+    else:
+        print(f"cdc: landed {run_once(s)} change records and applied them to silver")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from lakehouse.demo import run_demo
 
@@ -153,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     iev.add_argument("--batch-seconds", type=float, default=5.0, help="close a batch after N seconds")
     iev.add_argument("--bronze", action="store_true", help="then refine raw into bronze and dead letters")
     iev.set_defaults(func=_ingest)
+
+    cdc = sub.add_parser("cdc", help="change data capture outside Dagster (same code path)")
+    cdc_sub = cdc.add_subparsers(dest="what", required=True)
+    cap = cdc_sub.add_parser("apply", help="land Debezium's change records and MERGE them into silver",
+                             description="For every captured table (LAKEHOUSE_CDC_TABLES): land new change records "
+                             "into raw/cdc_<table> exactly once, then MERGE them into silver/<table> by LSN.")  # fmt: skip
+    cap.add_argument("--loop", action="store_true", help="keep applying new changes")
+    cap.add_argument("--interval", type=float, default=1.0, help="with --loop: seconds between rounds")
+    cap.add_argument("--idle-exit", type=float, default=None, help="with --loop: stop after N idle seconds")
+    cap.set_defaults(func=_cdc_apply)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

@@ -6,7 +6,10 @@ MERGEd: a key's row is replaced only by a change with a higher LSN, so at-least-
 from Debezium and any delivery order converge to the same state. Deletes are kept as markers
 (`_cdc_deleted`) so that an older change replayed later cannot bring a deleted row back; the
 current state is every row not marked deleted. A primary-key change arrives as a delete of the
-old key and a create of the new one, so the row moves. The key columns come from Debezium's
+old key and a create of the new one, so the row moves. A snapshot ('r' records, after a
+re-snapshot for instance) cannot say what was deleted in the meantime: when a table's snapshot
+is complete, every row older than the snapshot that it did not contain is marked deleted, in
+the same commit as the rest of the batch. The key columns come from Debezium's
 message key and the other columns from the images: adding a table or a column needs no code.
 """
 
@@ -55,6 +58,46 @@ def newest_per_key(changes: list[dict]) -> tuple[list[str], list[dict]]:
     return key_columns, list(newest.values())
 
 
+SNAPSHOT_ENDS = {"last", "last_in_data_collection"}
+
+
+def snapshot_sweep(change_log: DeltaTable, silver: DeltaTable | None, changes: list[dict], key_columns: list[str],
+                   newest: list[dict]) -> list[dict]:  # fmt: skip
+    """After a table's snapshot completed: turn this batch's older changes of rows the snapshot no longer
+    has into deletes (in place), and return delete markers for such rows already in silver."""
+    markers: list[dict] = []
+    ends = sorted(
+        {(c["lsn"], c["source_ts"]) for c in changes if c["op"] == "r" and c["snapshot"] in SNAPSHOT_ENDS}
+    )
+    if not ends or not key_columns:
+        return markers
+    in_batch = {tuple(r[k] for k in key_columns) for r in newest}
+    live = []
+    if silver is not None:
+        table = silver.to_pyarrow_table()
+        live = table.filter(pc.invert(table.column("_cdc_deleted"))).to_pylist()
+    swept: set[tuple] = set()
+    for snap_lsn, snap_ts in ends:
+        in_snapshot = change_log.to_pyarrow_dataset().to_table(
+            filter=(ds.field("lsn") == snap_lsn) & (ds.field("op") == "r"), columns=["key"]
+        )
+        keys = {tuple(json.loads(k)[c] for c in key_columns) for k in in_snapshot.column("key").to_pylist()}
+        marker = {"_cdc_lsn": snap_lsn, "_cdc_op": "d", "_cdc_deleted": True, "_cdc_source_ts": snap_ts}
+        for row in newest:
+            if (
+                row["_cdc_lsn"] < snap_lsn
+                and not row["_cdc_deleted"]
+                and tuple(row[k] for k in key_columns) not in keys
+            ):
+                row.update(marker)
+        for row in live:
+            key = tuple(row[k] for k in key_columns)
+            if key not in keys and key not in swept and key not in in_batch and row["_cdc_lsn"] < snap_lsn:
+                swept.add(key)
+                markers.append({**row, **marker})
+    return markers
+
+
 def rows_to_arrow(rows: list[dict], existing: pa.Schema | None) -> pa.Table:
     """Rows as a table: known columns keep the table's types, new columns take their JSON value's type."""
     types = {f.name: f.type for f in existing} if existing is not None else {}
@@ -99,7 +142,18 @@ def apply_changes(
         filters = f if filters is None else filters | f
     rows = change_log.to_pyarrow_dataset().to_table(
         filter=filters,
-        columns=["partition", "offset", "key", "op", "before", "after", "lsn", "source_ts", "error"],
+        columns=[
+            "partition",
+            "offset",
+            "key",
+            "op",
+            "before",
+            "after",
+            "lsn",
+            "source_ts",
+            "snapshot",
+            "error",
+        ],
     )
     if rows.num_rows == 0:
         log(f"{silver_uri}: up to date")
@@ -114,6 +168,7 @@ def apply_changes(
         pc.and_(pc.is_valid(rows.column("op")), pc.is_null(rows.column("error")))
     ).to_pylist()
     key_columns, newest = newest_per_key(changes)
+    newest += snapshot_sweep(change_log, silver, changes, key_columns, newest)
     result.keys_changed = len(newest)
     existing = arrow_schema(silver) if silver is not None else None
     if not newest:

@@ -6,23 +6,15 @@ Which tables exist here is configuration (LAKEHOUSE_CDC_TABLES), not code."""
 import dagster as dg
 from deltalake import write_deltalake
 
-from lakehouse.cdc.apply import apply_changes, current_state
-from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
+from lakehouse.cdc.apply import current_state
 from lakehouse.cdc.history import price_history
+from lakehouse.cdc.pipeline import apply_table, change_log_table, land_changes
 from lakehouse.cdc.reconcile import fingerprint
 from lakehouse.ingest.checks import offsets_contiguous
-from lakehouse.ingest.delta_sink import DeltaAppender
-from lakehouse.ingest.landing import land_topic
 from lakehouse.ingest.sensors import kafka_sensor
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.resources import KafkaResource, LakeResource, PostgresResource
 from lakehouse.settings import get_settings
-
-RAW_CDC_APP = "lakehouse-raw-cdc"
-
-
-def change_log_table(source_table: str) -> str:
-    return f"cdc_{source_table}"
 
 
 def change_log_key(source_table: str) -> dg.AssetKey:
@@ -51,20 +43,15 @@ def build_change_log_assets(schema: str, tables: list[str]) -> dg.AssetsDefiniti
     def raw_cdc_change_logs(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
         for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1]):
             table = key.path[-1].removeprefix("cdc_")
-            topic = kafka.cdc_topic(table)
-            if not kafka.topic_exists(topic):
-                context.log.info(f"{topic} does not exist yet (no change captured): nothing to land")
-                yield dg.MaterializeResult(asset_key=key, metadata={"topic": topic, "rows_landed": 0})
-                continue
-            appender = DeltaAppender(lake.table_uri("raw", change_log_table(table)), lake.storage_options,
-                                     CHANGE_LOG_SCHEMA)  # fmt: skip
-            result = land_topic(
-                kafka, appender, topic, RAW_CDC_APP, to_table=to_change_log, log=context.log.info
-            )
-            yield dg.MaterializeResult(
-                asset_key=key,
-                metadata={"topic": topic, "rows_landed": result.rows, "commits": result.commits},
-            )
+            result = land_changes(kafka, lake, table, log=context.log.info)
+            if result is None:
+                context.log.info(
+                    f"{kafka.cdc_topic(table)} does not exist yet (no change captured): nothing to land"
+                )
+            yield dg.MaterializeResult(asset_key=key, metadata={
+                "topic": kafka.cdc_topic(table), "rows_landed": result.rows if result else 0,
+                "commits": result.commits if result else 0,
+            })  # fmt: skip
 
     return raw_cdc_change_logs
 
@@ -113,8 +100,7 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
     def silver_cdc_current_state(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
         for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1]):
             table = key.path[-1]
-            result = apply_changes(lake.table_uri("raw", change_log_table(table)), lake.table_uri("silver", table),
-                                   lake.storage_options, kafka.cdc_topic(table), log=context.log.info)  # fmt: skip
+            result = apply_table(kafka, lake, table, log=context.log.info)
             yield dg.MaterializeResult(asset_key=key, metadata={
                 "changes_read": result.changes_read, "keys_changed": result.keys_changed,
                 "inserted": result.inserted, "updated": result.updated, "unreadable_changes": result.unreadable,

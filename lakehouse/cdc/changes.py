@@ -26,6 +26,7 @@ CHANGE_LOG_SCHEMA = pa.schema([
     pa.field("tx_id", pa.int64()),
     pa.field("source_ts", pa.timestamp("ms", tz="UTC")),
     pa.field("source_table", pa.string()),
+    pa.field("snapshot", pa.string()),  # Debezium's source.snapshot: first/true/last(_in_data_collection)/false
     pa.field("value", pa.binary()),
     pa.field("error", pa.string()),
     pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -60,6 +61,7 @@ def parse_change(value: bytes | None) -> dict:
         "tx_id": source.get("txId"),
         "source_ts": source.get("ts_ms"),
         "source_table": source.get("table"),
+        "snapshot": str(source.get("snapshot")).lower() if source.get("snapshot") is not None else None,
     }
 
 

@@ -56,3 +56,22 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
         time.sleep(1)
     raise StackError(f"connector {CONNECTOR_NAME} not running after {timeout:.0f}s: {state}",
                      fix="read `lakehouse stack logs connect`")  # fmt: skip
+
+
+def resnapshot(s: LakehouseSettings, log=print) -> None:
+    """Make Debezium snapshot every captured table again: stop the connector, drop its offsets, resume."""
+    base = f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}"
+    requests.put(f"{base}/stop", timeout=30).raise_for_status()
+    deadline = time.monotonic() + 60
+    while connector_status(s).get("connector", {}).get("state") != "STOPPED":
+        if time.monotonic() > deadline:
+            raise StackError(
+                "the connector did not stop within 60s", fix="read `lakehouse stack logs connect`"
+            )
+        time.sleep(0.5)
+    resp = requests.delete(f"{base}/offsets", timeout=60)
+    if resp.status_code not in (200, 204):
+        raise StackError(f"Kafka Connect did not reset the connector's offsets: {resp.status_code} {resp.text[:300]}",
+                         fix="read `lakehouse stack logs connect`")  # fmt: skip
+    requests.put(f"{base}/resume", timeout=30).raise_for_status()
+    log(f"  connector {CONNECTOR_NAME}: offsets reset, snapshotting again")

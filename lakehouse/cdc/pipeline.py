@@ -1,0 +1,59 @@
+"""The CDC path outside Dagster (same code as the assets): land every captured table's change
+records into its raw change log, then MERGE them into silver. Used by `lakehouse cdc apply`."""
+
+from __future__ import annotations
+
+import time
+
+from lakehouse.cdc.apply import apply_changes
+from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
+from lakehouse.ingest.delta_sink import DeltaAppender
+from lakehouse.ingest.landing import land_topic
+from lakehouse.resources.kafka import KafkaResource
+from lakehouse.resources.lake import LakeResource
+from lakehouse.settings import LakehouseSettings
+
+RAW_CDC_APP = "lakehouse-raw-cdc"
+
+
+def change_log_table(source_table: str) -> str:
+    return f"cdc_{source_table}"
+
+
+def land_changes(kafka: KafkaResource, lake: LakeResource, table: str, log=print):
+    """Land one table's new change records into its raw change log (None if nothing was captured yet)."""
+    topic = kafka.cdc_topic(table)
+    if not kafka.topic_exists(topic):
+        return None
+    appender = DeltaAppender(
+        lake.table_uri("raw", change_log_table(table)), lake.storage_options, CHANGE_LOG_SCHEMA
+    )
+    return land_topic(kafka, appender, topic, RAW_CDC_APP, to_table=to_change_log, log=log)
+
+
+def apply_table(kafka: KafkaResource, lake: LakeResource, table: str, log=print):
+    return apply_changes(lake.table_uri("raw", change_log_table(table)), lake.table_uri("silver", table),
+                         lake.storage_options, kafka.cdc_topic(table), log=log)  # fmt: skip
+
+
+def run_once(s: LakehouseSettings, log=print) -> int:
+    """Land and apply every captured table once; the number of change records landed."""
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=s.cdc_topic_prefix,
+                          cdc_schema=s.cdc_schema)  # fmt: skip
+    lake = LakeResource.from_settings(s)
+    landed = 0
+    for table in s.cdc_table_list:
+        result = land_changes(kafka, lake, table, log=log)
+        landed += result.rows if result else 0
+        apply_table(kafka, lake, table, log=log)
+    return landed
+
+
+def run_loop(s: LakehouseSettings, interval: float = 1.0, idle_exit: float | None = None, log=print) -> None:
+    idle_since = time.monotonic()
+    while True:
+        if run_once(s, log=log):
+            idle_since = time.monotonic()
+        elif idle_exit is not None and time.monotonic() - idle_since > idle_exit:
+            return
+        time.sleep(interval)
