@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 FLINK_VENV := streaming/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
-.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest
+.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,10 @@ test: setup lint  ## the whole suite on the live stack (starts it if needed)
 bench-ingest: setup  ## benchmark: Kafka -> raw Delta against a plain consume loop
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/python benchmarks/bench_ingest.py
+
+bench-cdc: setup  ## benchmark: CDC commit-to-silver latency, MERGE against append throughput
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/python benchmarks/bench_cdc.py
 
 ui: setup  ## the Dagster UI on the materialized data
 	@$(BIN)/lakehouse stack up

@@ -1,0 +1,134 @@
+"""Benchmark: CDC latency (PostgreSQL commit -> row visible in silver) and MERGE throughput.
+
+1. Latency: while the OLTP workload runs at a sustained rate, a probe row is committed every half
+   second; an apply loop (the same code as `lakehouse cdc apply`) lands and MERGEs continuously and
+   notes when each probe shows up in silver. Reports p50 and p95 of commit-to-visible seconds.
+2. Throughput: 100,000 changed rows (half updates, half inserts) MERGEd by key into a 1,000,000-row
+   Delta table on the object store, against a plain append of the same rows, in the same run.
+Last line: `cdc_p50_s=.. cdc_p95_s=.. merge_rows_per_s=.. append_rows_per_s=..`.
+"""
+
+import argparse
+import statistics
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+from lakehouse.cdc.pipeline import run_once
+from lakehouse.cdc.workload import connect, run_workload
+from lakehouse.resources import LakeResource
+from lakehouse.settings import get_settings
+
+PROBE_BASE = 10_000_000
+
+
+def latency(s, seconds: float, rate: float) -> list[float]:
+    lake = LakeResource.from_settings(s)
+    stop = threading.Event()
+    committed: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    run_once(s, log=lambda _: None)  # start from a caught-up silver
+
+    def workload():
+        seed = 1000
+        while not stop.is_set():
+            run_workload(s, operations=int(rate * 5), rate=rate, seed_value=seed, progress=False)
+            seed += 1
+
+    def probes():
+        with connect(s) as conn:
+            start = conn.execute("SELECT coalesce(max(merchant_id), %s) FROM marketplace.merchants WHERE merchant_id >= %s",
+                                 (PROBE_BASE, PROBE_BASE)).fetchone()[0] + 1  # fmt: skip
+            i = start
+            while not stop.is_set():
+                conn.execute("INSERT INTO marketplace.merchants (merchant_id, name, country) VALUES (%s, 'probe', 'DE')",
+                             (i,))  # fmt: skip
+                conn.commit()
+                committed[i] = time.time()
+                i += 1
+                time.sleep(0.5)
+
+    threads = [threading.Thread(target=workload, daemon=True), threading.Thread(target=probes, daemon=True)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline or len(seen) < len(committed):
+        if time.monotonic() > deadline:
+            stop.set()
+        run_once(s, log=lambda _: None)
+        now = time.time()
+        table = DeltaTable(lake.table_uri("silver", "merchants"), storage_options=lake.storage_options)
+        ids = table.to_pyarrow_table(columns=["merchant_id"]).column("merchant_id").to_pylist()
+        for i in ids:
+            if i in committed and i not in seen:
+                seen[i] = now
+        if time.monotonic() > deadline + 120:
+            break
+    stop.set()
+    return [seen[i] - committed[i] for i in seen]
+
+
+def merge_throughput(s, rows: int, changes: int) -> tuple[float, float]:
+    lake = LakeResource.from_settings(s)
+    base = f"s3://{s.bucket}/_bench/merge_{time.time_ns()}"
+    rng = np.random.default_rng(7)
+    target = pa.table({"id": np.arange(rows, dtype=np.int64), "amount": rng.random(rows),
+                       "status": pa.array(["placed"] * rows), "_cdc_lsn": np.zeros(rows, dtype=np.int64)})  # fmt: skip
+    write_deltalake(f"{base}/target", target, storage_options=lake.storage_options)
+    ids = np.concatenate(
+        [rng.choice(rows, changes // 2, replace=False), np.arange(rows, rows + changes - changes // 2)]
+    )
+    source = pa.table({"id": ids.astype(np.int64), "amount": rng.random(changes),
+                       "status": pa.array(["shipped"] * changes), "_cdc_lsn": np.ones(changes, dtype=np.int64)})  # fmt: skip
+    dt = DeltaTable(f"{base}/target", storage_options=lake.storage_options)
+    start = time.perf_counter()
+    metrics = (
+        dt.merge(source, predicate="t.id = s.id", source_alias="s", target_alias="t")
+        .when_matched_update_all(predicate="s._cdc_lsn > t._cdc_lsn")
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    merge_s = time.perf_counter() - start
+    assert metrics["num_target_rows_updated"] + metrics["num_target_rows_inserted"] == changes, metrics
+    write_deltalake(f"{base}/append", target.slice(0, 1), storage_options=lake.storage_options)
+    start = time.perf_counter()
+    write_deltalake(f"{base}/append", source, mode="append", storage_options=lake.storage_options)
+    append_s = time.perf_counter() - start
+    return changes / merge_s, changes / append_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the latency measurement runs")
+    parser.add_argument("--rate", type=float, default=20.0, help="workload transactions per second")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--changes", type=int, default=100_000)
+    args = parser.parse_args()
+    s = get_settings()
+
+    print(
+        f"latency: workload at {args.rate:.0f} tx/s, a probe every 0.5 s, for {args.seconds:.0f} s ...",
+        flush=True,
+    )
+    lat = sorted(latency(s, args.seconds, args.rate))
+    p50, p95 = statistics.median(lat), lat[int(0.95 * (len(lat) - 1))]
+    print(f"  {len(lat)} probes: p50 {p50:.2f} s, p95 {p95:.2f} s, max {lat[-1]:.2f} s", flush=True)
+
+    print(
+        f"throughput: MERGE {args.changes} changed rows into {args.rows} rows, and append them ...",
+        flush=True,
+    )
+    merge_rps, append_rps = merge_throughput(s, args.rows, args.changes)
+    print(
+        f"  MERGE {merge_rps:,.0f} rows/s, append {append_rps:,.0f} rows/s (ratio {merge_rps / append_rps:.2f})"
+    )
+    print(
+        f"cdc_p50_s={p50:.2f} cdc_p95_s={p95:.2f} merge_rows_per_s={merge_rps:.0f} append_rows_per_s={append_rps:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
