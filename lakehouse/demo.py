@@ -71,7 +71,15 @@ def layer_counts(s: LakehouseSettings) -> dict[str, int]:
         "bronze (events)": lake.read("bronze", "clickstream_events", columns=["event_id"]).num_rows,
         "silver (events)": sum(silver.column("events").to_pylist()),
         "gold (events)": int(gold[0]),
+        "silver orders (CDC)": _live_rows(lake, "orders"),
     }
+
+
+def _live_rows(lake, table: str) -> int:
+    from lakehouse.cdc.apply import current_state
+
+    silver = lake.table("silver", table)
+    return current_state(silver).num_rows if silver is not None else 0
 
 
 def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
@@ -87,6 +95,12 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
         s, GeneratorConfig(events=events, days=days), topic=s.events_topic, delivery=delivery
     )
     first, last = summary.first_day, summary.last_day
+    from lakehouse.cdc.pipeline import wait_for_capture
+    from lakehouse.cdc.workload import run_workload
+
+    print("running 300 OLTP transactions on PostgreSQL (captured by Debezium) ...", flush=True)
+    run_workload(s, operations=300, progress=False)
+    wait_for_capture(s)
     materialize(s, first, last)
     counts = layer_counts(s)
     print("\nrows per layer:")

@@ -57,3 +57,33 @@ def run_loop(s: LakehouseSettings, interval: float = 1.0, idle_exit: float | Non
         elif idle_exit is not None and time.monotonic() - idle_since > idle_exit:
             return
         time.sleep(interval)
+
+
+def _lsn(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def wait_for_capture(s: LakehouseSettings, quiet: float = 3.0, timeout: float = 240.0) -> None:
+    """Until Debezium has confirmed PostgreSQL's write-ahead log up to now and its topics stopped growing."""
+    from lakehouse.cdc.workload import connect
+
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=s.cdc_topic_prefix,
+                          cdc_schema=s.cdc_schema)  # fmt: skip
+    with connect(s) as conn:
+        target = _lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    while time.monotonic() < deadline:
+        with connect(s) as conn:
+            row = conn.execute(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'lakehouse_cdc'"
+            ).fetchone()
+        confirmed = _lsn(row[0]) if row and row[0] else 0
+        ends = {t: sum(kafka.end_offsets(kafka.cdc_topic(t)).values()) if kafka.topic_exists(kafka.cdc_topic(t))
+                else 0 for t in s.cdc_table_list}  # fmt: skip
+        if ends != last:
+            last, since = ends, time.monotonic()
+        elif confirmed >= target and time.monotonic() - since > quiet:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"Debezium did not catch up with PostgreSQL within {timeout:.0f}s (topics: {last})")
