@@ -114,11 +114,17 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     # Raw keeps every message; the checks of this run proved each is a bronze event, a dead letter
     # or a repeated delivery. From bronze on, every layer must hold every event.
     events_per_layer = {counts["bronze (events)"], counts["silver (events)"], counts["gold (events)"]}
+    from lakehouse.resources import PostgresResource
+
+    source_orders = len(PostgresResource.from_settings(s).rows("orders"))
+    print(f"  {'postgres orders':<20} {source_orders:>9}")
     if (
         len(events_per_layer) != 1
         or counts["raw (messages)"] < counts["bronze (events)"] + counts["dead letters"]
+        or counts["silver orders (CDC)"] != source_orders
     ):
         print(f"demo: FAILED, layer counts do not add up: {counts}", file=sys.stderr)
         return 1
-    print(f"demo: OK ({counts['gold (events)']} events from Kafka to gold in {time.monotonic() - t0:.0f}s)")
+    print(f"demo: OK ({counts['gold (events)']} events from Kafka to gold, {source_orders} orders mirrored from "
+          f"PostgreSQL, in {time.monotonic() - t0:.0f}s)")  # fmt: skip
     return 0
