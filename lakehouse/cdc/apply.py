@@ -23,11 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
 from lakehouse.ingest.bronze import arrow_type_of
-from lakehouse.ingest.delta_sink import arrow_schema, next_offsets, txn_app_id
+from lakehouse.ingest.delta_sink import arrow_schema, next_offsets, open_table, txn_app_id
 
 SILVER_CDC_APP = "lakehouse-silver-cdc"
 META_COLUMNS = [("_cdc_lsn", pa.int64()), ("_cdc_op", pa.string()), ("_cdc_deleted", pa.bool_()),
@@ -113,13 +112,6 @@ def rows_to_arrow(rows: list[dict], existing: pa.Schema | None) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=pa.schema([pa.field(n, types[n]) for n in names]))
 
 
-def _open(uri: str, storage_options: dict[str, str]) -> DeltaTable | None:
-    try:
-        return DeltaTable(uri, storage_options=storage_options)
-    except TableNotFoundError:
-        return None
-
-
 def apply_changes(
     change_log_uri: str,
     silver_uri: str,
@@ -128,11 +120,11 @@ def apply_changes(
     log: Callable[[str], None] = print,
 ) -> ApplyResult:
     result = ApplyResult()
-    change_log = _open(change_log_uri, storage_options)
+    change_log = open_table(change_log_uri, storage_options)
     if change_log is None:
         log(f"{change_log_uri}: no change log yet")
         return result
-    silver = _open(silver_uri, storage_options)
+    silver = open_table(silver_uri, storage_options)
     partitions = sorted(set(change_log.to_pyarrow_dataset().to_table(columns=["partition"]).column("partition")
                             .unique().to_pylist()))  # fmt: skip
     marks = next_offsets(silver, SILVER_CDC_APP, topic, partitions)

@@ -42,6 +42,14 @@ def txn_app_id(app: str, topic: str, partition: int) -> str:
     return f"{app}:{topic}:{partition}"
 
 
+def open_table(uri: str, storage_options: dict[str, str]) -> DeltaTable | None:
+    """The Delta table at `uri`, or None if nothing has been written there yet."""
+    try:
+        return DeltaTable(uri, storage_options=storage_options)
+    except TableNotFoundError:
+        return None
+
+
 def arrow_schema(table: DeltaTable) -> pa.Schema:
     """The table's schema as a pyarrow schema (delta-rs hands out arro3 objects)."""
     return pa.schema(table.schema().to_arrow())

@@ -17,11 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
 from lakehouse.ingest.bronze import DEAD_LETTER_SCHEMA, to_bronze
-from lakehouse.ingest.delta_sink import DeltaAppender, arrow_schema, next_offsets, txn_app_id
+from lakehouse.ingest.delta_sink import DeltaAppender, arrow_schema, next_offsets, open_table, txn_app_id
 
 BRONZE_APP = "lakehouse-bronze"
 DEAD_LETTER_APP = "lakehouse-dead-letters"
@@ -47,13 +46,6 @@ def _raw_partitions(raw: DeltaTable) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def _open(uri: str, storage_options: dict[str, str]) -> DeltaTable | None:
-    try:
-        return DeltaTable(uri, storage_options=storage_options)
-    except TableNotFoundError:
-        return None
-
-
 def _keep_from(rows: pa.Table, marks: dict[int, int], partition_col: str, offset_col: str) -> pa.Table:
     """Rows whose offset is at or after their partition's mark."""
     if rows.num_rows == 0:
@@ -74,7 +66,7 @@ def refine(
     raw = DeltaTable(raw_uri, storage_options=storage_options)
     partitions = _raw_partitions(raw)
     upto = next_offsets(raw, raw_app, topic, partitions)  # what the raw table has committed, exclusive
-    bronze = _open(bronze_uri, storage_options)
+    bronze = open_table(bronze_uri, storage_options)
     dead_appender = DeltaAppender(dead_letter_uri, storage_options, DEAD_LETTER_SCHEMA)
     dead_table = dead_appender.open()
     bronze_marks = next_offsets(bronze, BRONZE_APP, topic, partitions)

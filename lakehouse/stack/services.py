@@ -96,6 +96,12 @@ def default_java() -> str:
     return java
 
 
+def java_command(java: str, heap: str, log4j: Path, classpath: str, main: str, *args: str) -> list[str]:
+    """A JVM service's command line: capped heap, G1, log4j2 configuration."""
+    return [java, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, main, *args]  # fmt: skip
+
+
 class Service:
     name: str = ""
     description: str = ""
@@ -409,10 +415,7 @@ class Kafka(Service):
                     f"formatting Kafka storage failed: {(proc.stdout + proc.stderr)[-800:]}",
                     fix=f"remove {data} and run the command again",
                 )
-        cmd = [
-            java, f"-Xmx{s.kafka_heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, "kafka.Kafka", str(server),
-        ]  # fmt: skip
+        cmd = java_command(java, s.kafka_heap, log4j, classpath, "kafka.Kafka", str(server))
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
@@ -466,11 +469,8 @@ class Connect(Service):
             "topic.creation.enable": "true",
         }))  # fmt: skip
         log4j = s.home / "kafka" / "log4j2.properties"
-        cmd = [
-            java, f"-Xmx{s.connect_heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
-            "org.apache.kafka.connect.cli.ConnectDistributed", str(worker),
-        ]  # fmt: skip
+        cmd = java_command(java, s.connect_heap, log4j, f"{libs}/*", "org.apache.kafka.connect.cli.ConnectDistributed",
+                           str(worker))  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
