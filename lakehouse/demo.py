@@ -105,7 +105,11 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     counts = layer_counts(s)
     print("\nrows per layer:")
     for layer, n in counts.items():
-        print(f"  {layer:<16} {n:>9}")
+        print(f"  {layer:<20} {n:>9}")
+    from lakehouse.resources import PostgresResource
+
+    source_orders = len(PostgresResource.from_settings(s).rows("orders"))
+    print(f"  {'postgres orders':<20} {source_orders:>9}")
     print("\nopen:")
     print(f"  Dagster UI    make ui  ->  http://127.0.0.1:{s.dagster_port}")
     print(f"  Trino         http://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog}, "
@@ -114,10 +118,6 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     # Raw keeps every message; the checks of this run proved each is a bronze event, a dead letter
     # or a repeated delivery. From bronze on, every layer must hold every event.
     events_per_layer = {counts["bronze (events)"], counts["silver (events)"], counts["gold (events)"]}
-    from lakehouse.resources import PostgresResource
-
-    source_orders = len(PostgresResource.from_settings(s).rows("orders"))
-    print(f"  {'postgres orders':<20} {source_orders:>9}")
     if (
         len(events_per_layer) != 1
         or counts["raw (messages)"] < counts["bronze (events)"] + counts["dead letters"]
