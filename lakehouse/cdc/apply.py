@@ -26,7 +26,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import CommitProperties, Transaction
 
 from lakehouse.ingest.bronze import arrow_type_of
-from lakehouse.ingest.delta_sink import arrow_schema, next_offsets, open_table, txn_app_id
+from lakehouse.ingest.delta_sink import arrow_schema, landed_partitions, next_offsets, open_table, txn_app_id
 
 SILVER_CDC_APP = "lakehouse-silver-cdc"
 META_COLUMNS = [("_cdc_lsn", pa.int64()), ("_cdc_op", pa.string()), ("_cdc_deleted", pa.bool_()),
@@ -125,8 +125,7 @@ def apply_changes(
         log(f"{change_log_uri}: no change log yet")
         return result
     silver = open_table(silver_uri, storage_options)
-    partitions = sorted(set(change_log.to_pyarrow_dataset().to_table(columns=["partition"]).column("partition")
-                            .unique().to_pylist()))  # fmt: skip
+    partitions = landed_partitions(change_log)
     marks = next_offsets(silver, SILVER_CDC_APP, topic, partitions)
     filters = None
     for p in partitions:

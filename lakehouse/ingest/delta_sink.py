@@ -50,6 +50,16 @@ def open_table(uri: str, storage_options: dict[str, str]) -> DeltaTable | None:
         return None
 
 
+def landed_partitions(table: DeltaTable) -> list[int]:
+    """Kafka partitions a table written by DeltaAppender holds, from its files' statistics (no data read)."""
+    adds = table.get_add_actions(flatten=True)
+    if "min.partition" not in adds.schema.names or adds.num_rows == 0:
+        return []
+    lo = pc.min(pa.array(adds.column("min.partition").to_pylist())).as_py()
+    hi = pc.max(pa.array(adds.column("max.partition").to_pylist())).as_py()
+    return list(range(lo, hi + 1))
+
+
 def arrow_schema(table: DeltaTable) -> pa.Schema:
     """The table's schema as a pyarrow schema (delta-rs hands out arro3 objects)."""
     return pa.schema(table.schema().to_arrow())

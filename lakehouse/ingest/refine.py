@@ -20,7 +20,14 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import CommitProperties, Transaction
 
 from lakehouse.ingest.bronze import DEAD_LETTER_SCHEMA, to_bronze
-from lakehouse.ingest.delta_sink import DeltaAppender, arrow_schema, next_offsets, open_table, txn_app_id
+from lakehouse.ingest.delta_sink import (
+    DeltaAppender,
+    arrow_schema,
+    landed_partitions,
+    next_offsets,
+    open_table,
+    txn_app_id,
+)
 
 BRONZE_APP = "lakehouse-bronze"
 DEAD_LETTER_APP = "lakehouse-dead-letters"
@@ -34,16 +41,6 @@ class RefineResult:
     dead_letters: int = 0
     reasons: Counter = field(default_factory=Counter)
     new_columns: list[str] = field(default_factory=list)
-
-
-def _raw_partitions(raw: DeltaTable) -> list[int]:
-    adds = raw.get_add_actions(flatten=True)
-    names = adds.schema.names
-    if "min.partition" not in names or adds.num_rows == 0:
-        return []
-    lo = pc.min(pa.array(adds.column("min.partition").to_pylist())).as_py()
-    hi = pc.max(pa.array(adds.column("max.partition").to_pylist())).as_py()
-    return list(range(lo, hi + 1))
 
 
 def _keep_from(rows: pa.Table, marks: dict[int, int], partition_col: str, offset_col: str) -> pa.Table:
@@ -64,7 +61,7 @@ def refine(
     log: Callable[[str], None] = print,
 ) -> RefineResult:
     raw = DeltaTable(raw_uri, storage_options=storage_options)
-    partitions = _raw_partitions(raw)
+    partitions = landed_partitions(raw)
     upto = next_offsets(raw, raw_app, topic, partitions)  # what the raw table has committed, exclusive
     bronze = open_table(bronze_uri, storage_options)
     dead_appender = DeltaAppender(dead_letter_uri, storage_options, DEAD_LETTER_SCHEMA)
