@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from lakehouse.ingest.bronze import BRONZE_SCHEMA, DEAD_LETTER_SCHEMA, parse_event, to_bronze
+from lakehouse.ingest.bronze import BRONZE_SCHEMA, parse_event, to_bronze
+from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA
 from lakehouse.ingest.landing import RAW_SCHEMA
 
 

@@ -10,12 +10,10 @@ import threading
 import time
 
 import pytest
-from test_cdc_change_log import KEYS, wait_for_capture
+from test_cdc_change_log import KEYS, assert_silver_mirrors_source, wait_for_capture
 
-from lakehouse.cdc.apply import current_state
 from lakehouse.cdc.connector import ensure_connector, resnapshot
 from lakehouse.cdc.pipeline import run_once
-from lakehouse.cdc.reconcile import fingerprint
 from lakehouse.cdc.workload import run_workload
 from lakehouse.executables import env_executable
 from lakehouse.resources import build_resources
@@ -73,9 +71,5 @@ def test_silver_equals_source_after_kills_and_a_resnapshot(stack):
     wait_for_capture(kafka, list(KEYS))
     run_once(stack, log=lambda _: None)
 
-    for table in KEYS:
-        source = postgres.rows(table)
-        mirror = current_state(lake.table("silver", table)).to_pylist()
-        columns = sorted(source[0])
-        assert fingerprint(mirror, columns) == fingerprint(source, columns), table
+    assert_silver_mirrors_source(postgres, lake)
     print(f"\ncdc reliability: {connect_kills} Connect kills, {apply_kills} apply kills, 1 re-snapshot")

@@ -95,6 +95,27 @@ def _cdc_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cdc_status(args: argparse.Namespace) -> int:
+    from lakehouse.cdc.capture import capture_report
+
+    report = capture_report(get_settings())
+    for name, value in report.facts.items():
+        print(f"{name}: {value}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print("capture: healthy" if report.healthy else f"capture: {len(report.problems)} problem(s)")
+    return 0 if report.healthy else 1
+
+
+def _cdc_resnapshot(args: argparse.Namespace) -> int:
+    from lakehouse.cdc.connector import resnapshot
+
+    resnapshot(get_settings())
+    print("cdc: Debezium is snapshotting every captured table again; `lakehouse cdc apply` then marks the rows "
+          "the snapshot no longer has as deleted")  # fmt: skip
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from lakehouse.demo import run_demo
 
@@ -109,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="start, stop and inspect the local services",
-                           description="Run the local stack (SeaweedFS, PostgreSQL, Kafka, Trino) as "
+                           description="Run the local stack (SeaweedFS, PostgreSQL, Kafka, Kafka Connect with Debezium, Trino) as "
                            "processes on 127.0.0.1. Data survives down/up; downloads are cached.")  # fmt: skip
     stack.add_argument(
         "action",
@@ -174,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--interval", type=float, default=1.0, help="with --loop: seconds between rounds")
     cap.add_argument("--idle-exit", type=float, default=None, help="with --loop: stop after N idle seconds")
     cap.set_defaults(func=_cdc_apply)
+    cdc_sub.add_parser(
+        "status",
+        help="is the capture healthy? connector, task, replication slot, unlisted tables",
+        description="Exit status 0 when healthy, 1 with each problem and its fix.",
+    ).set_defaults(func=_cdc_status)
+    cdc_sub.add_parser(
+        "resnapshot",
+        help="make Debezium snapshot every captured table again",
+        description="Stops the connector, deletes its offsets and resumes it; the next apply "
+        "marks rows missing from the snapshot as deleted.",
+    ).set_defaults(func=_cdc_resnapshot)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,9 +27,19 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import CommitProperties, Transaction
 
 from lakehouse.ingest.bronze import arrow_type_of
-from lakehouse.ingest.delta_sink import arrow_schema, landed_partitions, next_offsets, open_table, txn_app_id
+from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA, commit_dead_letters, keep_from
+from lakehouse.ingest.delta_sink import (
+    DeltaAppender,
+    arrow_schema,
+    landed_partitions,
+    next_offsets,
+    open_table,
+    txn_app_id,
+)
 
 SILVER_CDC_APP = "lakehouse-silver-cdc"
+CDC_DEAD_LETTER_APP = "lakehouse-cdc-dead-letters"
+DEAD_LETTER_MARK_LAG = 5000  # records a dead-letter mark may lag behind before an empty commit moves it
 META_COLUMNS = [("_cdc_lsn", pa.int64()), ("_cdc_op", pa.string()), ("_cdc_deleted", pa.bool_()),
                 ("_cdc_source_ts", pa.timestamp("ms", tz="UTC"))]  # fmt: skip
 
@@ -37,7 +48,7 @@ META_COLUMNS = [("_cdc_lsn", pa.int64()), ("_cdc_op", pa.string()), ("_cdc_delet
 class ApplyResult:
     changes_read: int = 0
     keys_changed: int = 0
-    unreadable: int = 0
+    dead_letters: int = 0
     inserted: int = 0
     updated: int = 0
     new_columns: list[str] = field(default_factory=list)
@@ -115,46 +126,59 @@ def rows_to_arrow(rows: list[dict], existing: pa.Schema | None) -> pa.Table:
 def apply_changes(
     change_log_uri: str,
     silver_uri: str,
+    dead_letter_uri: str,
     storage_options: dict[str, str],
     topic: str,
     log: Callable[[str], None] = print,
 ) -> ApplyResult:
+    """Apply the change log's new records to silver; unreadable ones (kept in the change log with the
+    reason) become dead letters first, each table with its own marks, as in the bronze refining."""
     result = ApplyResult()
     change_log = open_table(change_log_uri, storage_options)
     if change_log is None:
         log(f"{change_log_uri}: no change log yet")
         return result
     silver = open_table(silver_uri, storage_options)
+    dead_appender = DeltaAppender(dead_letter_uri, storage_options, DEAD_LETTER_SCHEMA)
+    dead_table = dead_appender.open()
     partitions = landed_partitions(change_log)
     marks = next_offsets(silver, SILVER_CDC_APP, topic, partitions)
+    dead_marks = next_offsets(dead_table, CDC_DEAD_LETTER_APP, topic, partitions)
     filters = None
     for p in partitions:
-        f = (ds.field("partition") == p) & (ds.field("offset") >= marks[p])
+        f = (ds.field("partition") == p) & (ds.field("offset") >= min(marks[p], dead_marks[p]))
         filters = f if filters is None else filters | f
-    rows = change_log.to_pyarrow_dataset().to_table(
-        filter=filters,
-        columns=[
-            "partition",
-            "offset",
-            "key",
-            "op",
-            "before",
-            "after",
-            "lsn",
-            "source_ts",
-            "snapshot",
-            "error",
-        ],
-    )
-    if rows.num_rows == 0:
+    columns = ["topic", "partition", "offset", "kafka_timestamp", "key", "op", "before", "after", "lsn",
+               "source_ts", "snapshot", "value", "error"]  # fmt: skip
+    read = change_log.to_pyarrow_dataset().to_table(filter=filters, columns=columns)
+    if read.num_rows == 0:
         log(f"{silver_uri}: up to date")
         return result
+    last = read.group_by("partition").aggregate([("offset", "max")])
+    last = dict(zip(last.column("partition").to_pylist(), last.column("offset_max").to_pylist(), strict=True))
+
+    unreadable = read.filter(pc.is_valid(read.column("error")))
+    dead = unreadable.select(["topic", "partition", "offset", "kafka_timestamp", "value", "error"])
+    dead = dead.append_column("dead_lettered_at", pa.array([datetime.now(UTC)] * dead.num_rows,
+                                                           pa.timestamp("us", tz="UTC")))  # fmt: skip
+    # The dead letters' marks move with a commit only when there is one to write or they lag far behind:
+    # an empty commit per run would grow the table's log for nothing.
+    dead = keep_from(dead.cast(DEAD_LETTER_SCHEMA), dead_marks, "partition", "offset")
+    if dead.num_rows or any(o + 1 - dead_marks[p] > DEAD_LETTER_MARK_LAG for p, o in last.items()):
+        dead_txns = [Transaction(txn_app_id(CDC_DEAD_LETTER_APP, topic, p), o) for p, o in last.items()]
+        commit_dead_letters(dead_appender, dead_table, dead, dead_marks, dead_txns, change_log_uri)
+    result.dead_letters = dead.num_rows
+    if dead.num_rows:
+        reasons = sorted(set(dead.column("error").to_pylist()))
+        log(f"{silver_uri}: {dead.num_rows} change records cannot be applied, kept in {dead_letter_uri}: "
+            f"{'; '.join(reasons[:3])}")  # fmt: skip
+
+    rows = keep_from(read, marks, "partition", "offset")
+    if rows.num_rows == 0:
+        return result
     result.changes_read = rows.num_rows
-    last = rows.group_by("partition").aggregate([("offset", "max")])
-    txns = [Transaction(txn_app_id(SILVER_CDC_APP, topic, p), o) for p, o in
-            zip(last.column("partition").to_pylist(), last.column("offset_max").to_pylist(), strict=True)]  # fmt: skip
+    txns = [Transaction(txn_app_id(SILVER_CDC_APP, topic, p), o) for p, o in last.items()]
     commit = CommitProperties(app_transactions=txns, custom_metadata={"lakehouse.source": change_log_uri})
-    result.unreadable = rows.num_rows - rows.column("error").null_count
     changes = rows.filter(
         pc.and_(pc.is_valid(rows.column("op")), pc.is_null(rows.column("error")))
     ).to_pylist()
@@ -188,7 +212,7 @@ def apply_changes(
             metrics["num_target_rows_updated"],
         )
     log(f"{silver_uri}: {result.changes_read} changes, {result.keys_changed} keys, inserted {result.inserted}, "
-        f"updated {result.updated}, unreadable {result.unreadable}")  # fmt: skip
+        f"updated {result.updated}, dead letters {result.dead_letters}")  # fmt: skip
     return result
 
 

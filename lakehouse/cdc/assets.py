@@ -3,12 +3,15 @@ Debezium's topics exactly once by the same machinery as the clickstream (ingest/
 
 Which tables exist here is configuration (LAKEHOUSE_CDC_TABLES), not code."""
 
+from collections import Counter
+
 import dagster as dg
 from deltalake import write_deltalake
 
 from lakehouse.cdc.apply import current_state
+from lakehouse.cdc.capture import capture_report
 from lakehouse.cdc.history import price_history
-from lakehouse.cdc.pipeline import apply_table, change_log_table, land_changes
+from lakehouse.cdc.pipeline import DEAD_LETTERS_TABLE, apply_table, change_log_table, land_changes
 from lakehouse.cdc.reconcile import fingerprint
 from lakehouse.ingest.checks import offsets_contiguous
 from lakehouse.ingest.sensors import kafka_sensor
@@ -56,6 +59,24 @@ def build_change_log_assets(schema: str, tables: list[str]) -> dg.AssetsDefiniti
     return raw_cdc_change_logs
 
 
+def build_capture_check(tables: list[str]) -> dg.AssetChecksDefinition:
+    @dg.multi_asset_check(
+        specs=[dg.AssetCheckSpec("capture_running", asset=change_log_key(t), description=(
+            "Debezium's connector and task run, the replication slot exists and has a reader, and no topic "
+            "under the CDC prefix carries a table that LAKEHOUSE_CDC_TABLES does not list.")) for t in tables],
+        can_subset=True,
+    )  # fmt: skip
+    def capture_running(context: dg.AssetCheckExecutionContext, kafka: KafkaResource):
+        report = capture_report(get_settings(), topic_prefix=kafka.cdc_topic_prefix)
+        for problem in report.problems:
+            context.log.error(problem)
+        for key in context.selected_asset_check_keys:
+            yield dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=report.healthy,
+                                      metadata={"problems": report.problems, **report.facts})  # fmt: skip
+
+    return capture_running
+
+
 def build_change_log_checks(tables: list[str]) -> list[dg.AssetChecksDefinition]:
     def build(table: str) -> dg.AssetChecksDefinition:
         @dg.asset_check(asset=change_log_key(table), name="change_log_offsets_contiguous", blocking=True,
@@ -74,6 +95,9 @@ def build_change_log_checks(tables: list[str]) -> list[dg.AssetChecksDefinition]
 
 def silver_key(source_table: str) -> dg.AssetKey:
     return dg.AssetKey(["silver", source_table])
+
+
+DEAD_LETTERS_KEY = dg.AssetKey(["silver", DEAD_LETTERS_TABLE])
 
 
 def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
@@ -95,19 +119,59 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
         for t in tables
     ]
 
+    specs.append(
+        dg.AssetSpec(
+            DEAD_LETTERS_KEY,
+            deps=[change_log_key(t) for t in tables],
+            group_name="silver",
+            owners=[PLATFORM_OWNER],
+            freshness_policy=STREAMING_FRESHNESS,
+            kinds={"python", "delta"},
+            skippable=True,
+            description=(
+                "Change records that cannot be applied to silver, with their Kafka coordinates, their bytes and "
+                "the reason: not JSON, not a Debezium change, no LSN, or a change of another table than its "
+                "topic's. They stay in the raw change log too; nothing is dropped."
+            ),
+        )  # fmt: skip
+    )
+
     @dg.multi_asset(name="silver_cdc_current_state", specs=specs, can_subset=True,
                     backfill_policy=dg.BackfillPolicy.single_run())  # fmt: skip
     def silver_cdc_current_state(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
-        for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1]):
-            table = key.path[-1]
+        dead_letters: dict[str, int] = {}
+        tables = sorted(k.path[-1] for k in context.selected_asset_keys if k != DEAD_LETTERS_KEY)
+        for table in tables:
             result = apply_table(kafka, lake, table, log=context.log.info)
-            yield dg.MaterializeResult(asset_key=key, metadata={
+            dead_letters[table] = result.dead_letters
+            if result.dead_letters:
+                context.log.warning(
+                    f"{table}: {result.dead_letters} change records cannot be applied; see silver/{DEAD_LETTERS_TABLE}"
+                )
+            yield dg.MaterializeResult(asset_key=silver_key(table), metadata={
                 "changes_read": result.changes_read, "keys_changed": result.keys_changed,
-                "inserted": result.inserted, "updated": result.updated, "unreadable_changes": result.unreadable,
+                "inserted": result.inserted, "updated": result.updated, "dead_letters": result.dead_letters,
                 "new_columns": result.new_columns,
+            })  # fmt: skip
+        if DEAD_LETTERS_KEY in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=DEAD_LETTERS_KEY, metadata={
+                "new_dead_letters": sum(dead_letters.values()),
+                "new_by_table": {t: n for t, n in dead_letters.items() if n},
             })  # fmt: skip
 
     return silver_cdc_current_state
+
+
+@dg.asset_check(asset=DEAD_LETTERS_KEY, name="no_unapplied_changes",
+                description="Warns when change records could not be applied: how many, and why.")  # fmt: skip
+def no_unapplied_changes(lake: LakeResource) -> dg.AssetCheckResult:
+    table = lake.table("silver", DEAD_LETTERS_TABLE)
+    if table is None:
+        return dg.AssetCheckResult(passed=True, metadata={"dead_letters": 0})
+    rows = table.to_pyarrow_table(columns=["topic", "error"]).to_pylist()
+    reasons = Counter(f"{r['topic']}: {r['error'].split(':')[0][:120]}" for r in rows)
+    return dg.AssetCheckResult(passed=not rows, severity=dg.AssetCheckSeverity.WARN, metadata={"dead_letters": len(rows),
+                                                          "reasons": dict(reasons.most_common(10))})  # fmt: skip
 
 
 def build_reconciliation_checks(tables: list[str]) -> list[dg.AssetChecksDefinition]:
@@ -182,7 +246,8 @@ _settings = get_settings()
 cdc_apply_job = dg.define_asset_job(
     "cdc_apply",
     selection=dg.AssetSelection.assets(*(change_log_key(t) for t in _settings.cdc_table_list),
-                                       *(silver_key(t) for t in _settings.cdc_table_list), PRICE_HISTORY_KEY),
+                                       *(silver_key(t) for t in _settings.cdc_table_list), PRICE_HISTORY_KEY,
+                                       DEAD_LETTERS_KEY),
     description="Land new change records into the raw change logs and MERGE them into silver.",
 )  # fmt: skip
 cdc_kafka_sensor = kafka_sensor(
@@ -190,6 +255,9 @@ cdc_kafka_sensor = kafka_sensor(
     "Requests a CDC apply run whenever Debezium has written new change records.",
 )  # fmt: skip
 raw_cdc_change_logs = build_change_log_assets(_settings.cdc_schema, _settings.cdc_table_list)
-change_log_checks = build_change_log_checks(_settings.cdc_table_list)
+change_log_checks = [
+    *build_change_log_checks(_settings.cdc_table_list),
+    build_capture_check(_settings.cdc_table_list),
+]
 silver_cdc_current_state = build_silver_assets(_settings.cdc_schema, _settings.cdc_table_list)
 reconciliation_checks = build_reconciliation_checks(_settings.cdc_table_list)

@@ -66,7 +66,9 @@ def parse_change(value: bytes | None) -> dict:
 
 
 def to_change_log(topic: str, cols: dict[str, list]) -> pa.Table:
-    """A landing batch (columns of Kafka records) as change-log rows."""
+    """A landing batch (columns of Kafka records) as change-log rows. The topic names the table
+    (`<prefix>.<schema>.<table>`): a change of any other table on it is unreadable, not applied."""
+    expected = topic.rsplit(".", 1)[-1]
     rows = []
     now = datetime.now(UTC)
     for p, o, ts, key, value in zip(*(cols[c] for c in ("partition", "offset", "timestamp_ms", "key", "value")),
@@ -76,6 +78,8 @@ def to_change_log(topic: str, cols: dict[str, list]) -> pa.Table:
                "ingested_at": now}  # fmt: skip
         try:
             row.update(parse_change(value))
+            if row.get("source_table") not in (None, expected):
+                row["error"] = f"a change of table {row['source_table']!r} on the topic of table {expected!r}"
         except ValueError as exc:
             row["error"] = str(exc)
         rows.append(row)

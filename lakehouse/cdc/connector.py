@@ -14,12 +14,13 @@ from lakehouse.settings import LakehouseSettings
 from lakehouse.stack.errors import StackError
 
 CONNECTOR_NAME = "lakehouse-cdc"
+SLOT_NAME = "lakehouse_cdc"  # the replication slot (and publication) in connector.json
 TEMPLATE = Path(__file__).resolve().parent / "connector.json"
 
 
 def connector_config(s: LakehouseSettings) -> dict[str, str]:
     values = {**s.model_dump(mode="json"),
-              "database_host": s.cdc_database_host or s.postgres_host,
+              "database_host": s.cdc_database_host or s.postgres_host, "slot_name": SLOT_NAME,
               "table_include_list": ",".join(f"{s.cdc_schema}.{t}" for t in s.cdc_table_list)}  # fmt: skip
     return json.loads(Template(TEMPLATE.read_text()).substitute({k: str(v) for k, v in values.items()}))
 
@@ -37,7 +38,7 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
         raise StackError(f"Kafka Connect refused the Debezium connector: {resp.status_code} {resp.text[:500]}",
                          fix="read `lakehouse stack logs connect`; check lakehouse/cdc/connector.json")  # fmt: skip
     deadline = time.monotonic() + timeout
-    state = {}
+    state, restarted = {}, False
     while time.monotonic() < deadline:
         state = connector_status(s)
         tasks = state.get("tasks", [])
@@ -48,11 +49,26 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
         ):
             log(f"  connector {CONNECTOR_NAME} running ({len(s.cdc_table_list)} tables)")
             return
+        if state.get("connector", {}).get("state") in ("STOPPED", "PAUSED"):
+            log(f"  connector {CONNECTOR_NAME} was {state['connector']['state'].lower()}; resuming it")
+            requests.put(f"{base}/resume", timeout=30).raise_for_status()
+            time.sleep(1)
+            continue
         failed = [t for t in tasks if t["state"] == "FAILED"]
+        if failed and not restarted:
+            # A task that failed earlier (PostgreSQL gone for too long, say) stays FAILED until restarted.
+            first = (failed[0].get("trace") or "?").splitlines()[0]
+            log(f"  connector {CONNECTOR_NAME}: task failed ({first[:200]}); restarting it")
+            requests.post(
+                f"{base}/restart", params={"includeTasks": "true", "onlyFailed": "true"}, timeout=30
+            )
+            restarted = True
+            time.sleep(3)
+            continue
         if failed:
             trace = failed[0].get("trace", "").splitlines()
-            raise StackError(f"the Debezium task failed: {' | '.join(trace[:3])}",
-                             fix="read `lakehouse stack logs connect`; then `lakehouse stack up` restarts it")  # fmt: skip
+            raise StackError(f"the Debezium task failed again after a restart: {' | '.join(trace[:3])}",
+                             fix="read `lakehouse stack logs connect`; check PostgreSQL and lakehouse/cdc/connector.json")  # fmt: skip
         time.sleep(1)
     raise StackError(f"connector {CONNECTOR_NAME} not running after {timeout:.0f}s: {state}",
                      fix="read `lakehouse stack logs connect`")  # fmt: skip

@@ -7,6 +7,7 @@ import time
 
 from lakehouse.cdc.apply import apply_changes
 from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
+from lakehouse.cdc.connector import SLOT_NAME
 from lakehouse.ingest.delta_sink import DeltaAppender
 from lakehouse.ingest.landing import land_topic
 from lakehouse.resources.kafka import KafkaResource
@@ -14,6 +15,7 @@ from lakehouse.resources.lake import LakeResource
 from lakehouse.settings import LakehouseSettings
 
 RAW_CDC_APP = "lakehouse-raw-cdc"
+DEAD_LETTERS_TABLE = "cdc_dead_letters"  # in silver: change records that cannot be applied, with the reason
 
 
 def change_log_table(source_table: str) -> str:
@@ -33,7 +35,8 @@ def land_changes(kafka: KafkaResource, lake: LakeResource, table: str, log=print
 
 def apply_table(kafka: KafkaResource, lake: LakeResource, table: str, log=print):
     return apply_changes(lake.table_uri("raw", change_log_table(table)), lake.table_uri("silver", table),
-                         lake.storage_options, kafka.cdc_topic(table), log=log)  # fmt: skip
+                         lake.table_uri("silver", DEAD_LETTERS_TABLE), lake.storage_options,
+                         kafka.cdc_topic(table), log=log)  # fmt: skip
 
 
 def run_once(s: LakehouseSettings, log=print) -> int:
@@ -71,12 +74,18 @@ def wait_for_capture(s: LakehouseSettings, quiet: float = 3.0, timeout: float = 
     kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=s.cdc_topic_prefix,
                           cdc_schema=s.cdc_schema)  # fmt: skip
     with connect(s) as conn:
-        target = _lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+        # A logical-decoding message is a change Debezium must read (it goes to `<prefix>.message`): once
+        # the slot has confirmed it, everything committed before it has been read, even when no captured
+        # table changed since a snapshot (then the slot's position would not move at all).
+        target = _lsn(conn.execute(
+            "SELECT pg_logical_emit_message(true, 'lakehouse.capture-probe', now()::text)::text"
+        ).fetchone()[0])  # fmt: skip
     deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
     while time.monotonic() < deadline:
         with connect(s) as conn:
             row = conn.execute(
-                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'lakehouse_cdc'"
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                (SLOT_NAME,),
             ).fetchone()
         confirmed = _lsn(row[0]) if row and row[0] else 0
         ends = {t: sum(kafka.end_offsets(kafka.cdc_topic(t)).values()) if kafka.topic_exists(kafka.cdc_topic(t))

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA
+
 BRONZE_SCHEMA = pa.schema([
     pa.field("event_id", pa.string(), nullable=False),
     pa.field("event_type", pa.string(), nullable=False),
@@ -33,15 +35,6 @@ BRONZE_SCHEMA = pa.schema([
     pa.field("kafka_offset", pa.int64(), nullable=False),
 ])  # fmt: skip
 
-DEAD_LETTER_SCHEMA = pa.schema([
-    pa.field("topic", pa.string(), nullable=False),
-    pa.field("partition", pa.int32(), nullable=False),
-    pa.field("offset", pa.int64(), nullable=False),
-    pa.field("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
-    pa.field("value", pa.binary()),
-    pa.field("error", pa.string(), nullable=False),
-    pa.field("dead_lettered_at", pa.timestamp("us", tz="UTC"), nullable=False),
-])  # fmt: skip
 
 REQUIRED = ("event_id", "event_type", "event_time", "user_id")
 KNOWN = {f.name for f in BRONZE_SCHEMA} - {"event_date", "kafka_partition", "kafka_offset"}

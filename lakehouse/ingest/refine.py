@@ -13,13 +13,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import CommitProperties, Transaction
 
-from lakehouse.ingest.bronze import DEAD_LETTER_SCHEMA, to_bronze
+from lakehouse.ingest.bronze import to_bronze
+from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA, commit_dead_letters, keep_from
 from lakehouse.ingest.delta_sink import (
     DeltaAppender,
     arrow_schema,
@@ -41,14 +40,6 @@ class RefineResult:
     dead_letters: int = 0
     reasons: Counter = field(default_factory=Counter)
     new_columns: list[str] = field(default_factory=list)
-
-
-def _keep_from(rows: pa.Table, marks: dict[int, int], partition_col: str, offset_col: str) -> pa.Table:
-    """Rows whose offset is at or after their partition's mark."""
-    if rows.num_rows == 0:
-        return rows
-    floor = pa.array([marks.get(p, 0) for p in rows.column(partition_col).to_pylist()], pa.int64())
-    return rows.filter(pc.greater_equal(rows.column(offset_col), floor))
 
 
 def refine(
@@ -88,14 +79,12 @@ def refine(
     log(f"bronze: {rows.num_rows} raw rows from partitions {todo}")
 
     # Dead letters first: their marks move with every run, even when there is none to write.
-    dead = _keep_from(batch.dead_letters, dead_marks, "partition", "offset")
     dead_txns = [Transaction(txn_app_id(DEAD_LETTER_APP, topic, p), upto[p] - 1) for p in todo]
-    adds = dead_appender.write_files(dead) if dead.num_rows else []
-    dead_appender.commit(dead_table, adds, dead_txns, {"lakehouse.source": raw_uri})
+    dead = commit_dead_letters(dead_appender, dead_table, batch.dead_letters, dead_marks, dead_txns, raw_uri)
     result.dead_letters = dead.num_rows
     result.reasons = Counter(e.split(":")[0] for e in dead.column("error").to_pylist())
 
-    valid = _keep_from(batch.table, bronze_marks, "kafka_partition", "kafka_offset")
+    valid = keep_from(batch.table, bronze_marks, "kafka_partition", "kafka_offset")
     bronze_txns = [Transaction(txn_app_id(BRONZE_APP, topic, p), upto[p] - 1) for p in todo]
     commit = CommitProperties(app_transactions=bronze_txns, custom_metadata={"lakehouse.source": raw_uri})
     if bronze is None:

@@ -1,0 +1,109 @@
+"""Is the capture healthy? The Debezium connector and its task, PostgreSQL's replication slot, and
+topics under the CDC prefix that carry tables LAKEHOUSE_CDC_TABLES does not list.
+
+Debezium recovers from most trouble on its own: a PostgreSQL restart is retried every 10 s, and
+with `snapshot.mode=when_needed` a dropped replication slot (the stored position is no longer on
+the server) makes it snapshot every table again, which the apply turns into exact deletes. What
+it cannot fix, this report names with the fix; nothing is ever skipped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import requests
+from confluent_kafka.admin import AdminClient
+
+from lakehouse.cdc.connector import CONNECTOR_NAME, SLOT_NAME, connector_status
+from lakehouse.settings import LakehouseSettings
+
+
+@dataclass
+class CaptureReport:
+    problems: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def unconfigured_tables(bootstrap: str, topic_prefix: str, schema: str, configured: list[str]) -> list[str]:
+    """Tables whose change topics exist under the CDC prefix but are not in the configured list."""
+    head = f"{topic_prefix}.{schema}."
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    return sorted(
+        t.removeprefix(head) for t in topics if t.startswith(head) and t.removeprefix(head) not in configured
+    )
+
+
+def _connector_problems(s: LakehouseSettings, report: CaptureReport) -> None:
+    try:
+        state = connector_status(s)
+    except requests.RequestException as exc:
+        report.problems.append(f"Kafka Connect at 127.0.0.1:{s.connect_port} does not answer ({type(exc).__name__}); "
+                               "fix: `lakehouse stack up connect`, then `lakehouse stack logs connect`")  # fmt: skip
+        return
+    if not state:
+        report.problems.append(
+            f"connector {CONNECTOR_NAME} is not registered; fix: `lakehouse stack up` registers it"
+        )
+        return
+    report.facts["connector"] = state["connector"]["state"]
+    report.facts["tasks"] = [t["state"] for t in state.get("tasks", [])]
+    if state["connector"]["state"] != "RUNNING":
+        report.problems.append(f"connector {CONNECTOR_NAME} is {state['connector']['state']}; "
+                               f"fix: curl -X PUT localhost:{s.connect_port}/connectors/{CONNECTOR_NAME}/resume")  # fmt: skip
+    for task in state.get("tasks", []):
+        if task["state"] == "FAILED":
+            first = (task.get("trace") or "").splitlines()[:1]
+            report.problems.append(f"Debezium task {task['id']} failed: {first[0][:400] if first else '?'}; "
+                                   "fix: read `lakehouse stack logs connect`, then `lakehouse stack up` restarts it")  # fmt: skip
+    if not state.get("tasks") and state["connector"]["state"] == "RUNNING":
+        report.problems.append(f"connector {CONNECTOR_NAME} has no task; fix: `lakehouse stack up`")
+
+
+def _slot_problems(s: LakehouseSettings, report: CaptureReport) -> None:
+    from lakehouse.cdc.workload import connect
+
+    try:
+        with connect(s) as conn:
+            row = conn.execute(
+                "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                "FROM pg_replication_slots WHERE slot_name = %s",
+                (SLOT_NAME,),
+            ).fetchone()
+    except Exception as exc:  # noqa: BLE001 - any connection failure is reported the same way
+        report.problems.append(f"PostgreSQL at {s.postgres_host}:{s.postgres_port} does not answer "
+                               f"({str(exc).splitlines()[0][:200]}); fix: `lakehouse stack up postgres`")  # fmt: skip
+        return
+    if row is None:
+        report.problems.append(f"replication slot {SLOT_NAME} does not exist: Debezium is not reading PostgreSQL's "
+                               "write-ahead log; fix: `lakehouse stack up` (the connector recreates it and "
+                               "snapshots again)")  # fmt: skip
+        return
+    report.facts["slot_active"], report.facts["slot_lag_bytes"] = row
+    if not row[0]:
+        report.problems.append(f"replication slot {SLOT_NAME} has no reader (Debezium is down or reconnecting); "
+                               "fix: `lakehouse stack status`, `lakehouse stack logs connect`")  # fmt: skip
+
+
+def capture_report(s: LakehouseSettings, topic_prefix: str | None = None) -> CaptureReport:
+    report = CaptureReport()
+    _connector_problems(s, report)
+    _slot_problems(s, report)
+    prefix = topic_prefix or s.cdc_topic_prefix
+    try:
+        extra = unconfigured_tables(s.kafka_bootstrap, prefix, s.cdc_schema, s.cdc_table_list)
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(
+            f"Kafka at {s.kafka_bootstrap} does not answer ({exc}); fix: `lakehouse stack up kafka`"
+        )
+        return report
+    for table in extra:
+        report.problems.append(
+            f"changes of {s.cdc_schema}.{table} arrive on topic {prefix}.{s.cdc_schema}.{table}, but "
+            f"LAKEHOUSE_CDC_TABLES does not list {table!r}: they are kept in Kafka and not landed; fix: add it "
+            "to LAKEHOUSE_CDC_TABLES (or drop it from the connector's table.include.list)"
+        )
+    return report
