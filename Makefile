@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 FLINK_VENV := streaming/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
-.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc
+.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,9 +72,16 @@ bench-cdc: setup  ## benchmark: CDC commit-to-silver latency, MERGE against appe
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/python benchmarks/bench_cdc.py
 
+bench-query: setup  ## benchmark: warm Trino dashboard queries on gold, Spark backfill throughput
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/python benchmarks/bench_query.py
+
 ui: setup  ## the Dagster UI on the materialized data
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/dagster dev -h 127.0.0.1 -p $${LAKEHOUSE_DAGSTER_PORT:-3000} -w workspace.yaml
+
+docs: setup  ## serve the dbt docs site the pipeline built (http://127.0.0.1:8580)
+	@$(BIN)/lakehouse docs
 
 clean: down  ## remove the environments and all local data (the download cache stays)
 	rm -rf $(VENV) $(FLINK_VENV) .lakehouse dbt_project/target

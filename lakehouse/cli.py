@@ -116,6 +116,18 @@ def _cdc_resnapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _docs(args: argparse.Namespace) -> int:
+    from lakehouse.warehouse.serve_docs import docs_server
+
+    server, url = docs_server(get_settings(), args.port)
+    print(f"dbt docs: serving {get_settings().docs_dir} at {url} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from lakehouse.demo import run_demo
 
@@ -206,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stops the connector, deletes its offsets and resumes it; the next apply "
         "marks rows missing from the snapshot as deleted.",
     ).set_defaults(func=_cdc_resnapshot)
+
+    docs = sub.add_parser("docs", help="serve the dbt docs site the pipeline built",
+                          description="Serves the site written by the gold/dbt_docs asset on 127.0.0.1 "
+                          "(LAKEHOUSE_DOCS_PORT, default 8580).")  # fmt: skip
+    docs.add_argument("--port", type=int, default=None, help="port (default: LAKEHOUSE_DOCS_PORT)")
+    docs.set_defaults(func=_docs)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

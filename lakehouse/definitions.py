@@ -4,6 +4,7 @@ import dagster as dg
 
 from lakehouse.batch import assets as batch_assets
 from lakehouse.batch import checks as batch_checks
+from lakehouse.batch.schedules import daily_batch_job, daily_batch_schedule, gold_automation_sensor
 from lakehouse.cdc.assets import (
     cdc_apply_job,
     cdc_kafka_sensor,
@@ -21,7 +22,8 @@ from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_sc
 from lakehouse.ingest.sensors import clickstream_ingest_job, clickstream_kafka_sensor
 from lakehouse.resources import build_resources
 from lakehouse.settings import get_settings
-from lakehouse.warehouse.assets import dbt_resource, gold_dbt_models
+from lakehouse.warehouse.assets import dbt_resource, gold_daily_dbt_models, gold_dbt_models
+from lakehouse.warehouse.docs import dbt_docs_site, docs_cover_every_model
 
 settings = get_settings()
 
@@ -38,6 +40,8 @@ defs = dg.Definitions(
         silver_cdc_current_state,
         silver_product_price_history,
         gold_dbt_models,
+        gold_daily_dbt_models,
+        dbt_docs_site,
     ],
     asset_checks=[
         *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
@@ -45,9 +49,10 @@ defs = dg.Definitions(
         *reconciliation_checks,
         current_prices_match_source,
         no_unapplied_changes,
+        docs_cover_every_model,
     ],
-    jobs=[all_assets_job, clickstream_ingest_job, cdc_apply_job, table_maintenance],
-    sensors=[clickstream_kafka_sensor, cdc_kafka_sensor],
-    schedules=[table_maintenance_schedule],
+    jobs=[all_assets_job, daily_batch_job, clickstream_ingest_job, cdc_apply_job, table_maintenance],
+    sensors=[clickstream_kafka_sensor, cdc_kafka_sensor, gold_automation_sensor],
+    schedules=[table_maintenance_schedule, daily_batch_schedule],
     resources={**build_resources(settings), "dbt": dbt_resource()},
 )

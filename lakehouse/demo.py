@@ -75,6 +75,29 @@ def layer_counts(s: LakehouseSettings) -> dict[str, int]:
     }
 
 
+def gold_summary(s: LakehouseSettings) -> list[str]:
+    """A line per gold mart: its rows, and a headline figure."""
+    from lakehouse.resources import TrinoResource
+
+    trino = TrinoResource.from_settings(s)
+    gold = f"{trino.catalog}.{s.schema('gold')}"
+    queries = {
+        "daily_kpis": f"SELECT count(*), round(avg(conversion_rate), 3) FROM {gold}.daily_kpis",
+        "product_ctr": f"SELECT count(*), round(sum(clicks) * 1.0 / nullif(sum(impressions), 0), 3) FROM {gold}.product_ctr",
+        "cart_abandonment": f"SELECT count(*), round(avg(abandonment_rate), 3) FROM {gold}.cart_abandonment",
+        "suspicious_purchases": f"SELECT count(*), count(DISTINCT user_id) FROM {gold}.suspicious_purchases",
+        "merchant_sales_daily": f"SELECT count(*), sum(revenue) FROM {gold}.merchant_sales_daily",
+        "customer_lifetime_value": f"SELECT count(*), max(lifetime_value) FROM {gold}.customer_lifetime_value",
+    }
+    labels = {"daily_kpis": "mean conversion", "product_ctr": "click-through", "cart_abandonment": "mean abandonment",
+              "suspicious_purchases": "users", "merchant_sales_daily": "revenue", "customer_lifetime_value": "top value"}  # fmt: skip
+    lines = []
+    for table, sql in queries.items():
+        rows, figure = trino.query(sql)[0]
+        lines.append(f"{table:<24} {rows:>7} rows   {labels[table]} {figure}")
+    return lines
+
+
 def _live_rows(lake, table: str) -> int:
     from lakehouse.cdc.apply import current_state
 
@@ -110,8 +133,12 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
 
     source_orders = len(PostgresResource.from_settings(s).rows("orders"))
     print(f"  {'postgres orders':<20} {source_orders:>9}")
+    print("\ngold (Trino):")
+    for line in gold_summary(s):
+        print(f"  {line}")
     print("\nopen:")
     print(f"  Dagster UI    make ui  ->  http://127.0.0.1:{s.dagster_port}")
+    print(f"  dbt docs      make docs  ->  http://127.0.0.1:{s.docs_port}  (built at {s.docs_dir})")
     print(f"  Trino         http://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog}, "
           f"schemas {s.schema('silver')}, {s.schema('gold')})")  # fmt: skip
     print(f"  Object store  {s.s3_endpoint}  (bucket {s.bucket})")

@@ -76,6 +76,7 @@ class LakehouseSettings(BaseSettings):
 
     # Dagster UI
     dagster_port: int = 3000
+    docs_port: int = Field(8580, description="port of the dbt docs site (`make docs`)")
 
     @property
     def kafka_port(self) -> int:
@@ -92,6 +93,11 @@ class LakehouseSettings(BaseSettings):
     @property
     def s3_port(self) -> int:
         return int(self.s3_endpoint.rsplit(":", 1)[1].split("/")[0])
+
+    @property
+    def docs_dir(self) -> Path:
+        """Where the pipeline writes the dbt docs site (one per schema prefix)."""
+        return self.home / "dbt_docs" / (self.schema_prefix.rstrip("_") or "main")
 
     def schema(self, layer: str) -> str:
         """Trino schema of a layer (`silver`, `gold`), with the configured prefix."""

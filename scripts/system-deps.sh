@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages the local stack needs, from Debian's repositories, when missing:
-# a Java 17 runtime (Kafka, Spark), Maven (fetches the stack's jars) and PostgreSQL 15.
+# a Java 17 runtime (Kafka, Spark), Maven (fetches the stack's jars), PostgreSQL 15 and Chromium
+# (the headless browser the dbt docs test opens the docs site with).
 # Trino 476 also needs a JDK 24+ (e.g. Temurin 25) under /usr/lib/jvm or LAKEHOUSE_TRINO_JAVA_HOME.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || command -v postgres >/dev/null || missing+=(postgresql-15)
+command -v chromium >/dev/null || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

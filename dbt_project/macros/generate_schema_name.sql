@@ -1,4 +1,5 @@
 {% macro generate_schema_name(custom_schema_name, node) -%}
-  {#- Staging views and marts all live in the target (gold) schema; no `<target>_<custom>` names. -#}
-  {{ target.schema }}
+  {#- Staging, intermediate and mart models all live in the target (gold) schema; failing test rows
+      (store_failures) go to `<gold>_dbt_test__audit`. -#}
+  {%- if custom_schema_name -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- else -%}{{ target.schema }}{%- endif -%}
 {%- endmacro %}

@@ -1,62 +1,148 @@
-"""Silver daily facts computed with PySpark, one Spark session for a whole partition range."""
+"""Silver daily tables computed with PySpark: one Spark session for a whole partition range.
+
+Each asset reads the range's bronze events, computes its table and writes it with Delta
+`replaceWhere` on the range, so a run replaces exactly its days (a day without events becomes an
+empty partition) and re-running any range gives the same rows. Each table is then registered in
+Trino for dbt.
+"""
+
+from collections.abc import Callable
 
 import dagster as dg
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.batch.enrich import MERCHANT_COLUMNS, PRODUCT_COLUMNS, enriched_events
 from lakehouse.batch.funnel import product_funnel_daily
+from lakehouse.batch.sessions import SESSION_GAP_MINUTES, sessions
+from lakehouse.cdc.assets import silver_key
 from lakehouse.ingest.assets import BRONZE_KEY
 from lakehouse.policies import DAILY_FRESHNESS, DAILY_PARTITIONS, PLATFORM_OWNER
 from lakehouse.resources import LakehouseSparkResource, LakeResource, TrinoResource
 
+FUNNEL_KEY = dg.AssetKey(["silver", "product_funnel_daily"])
+SESSIONS_KEY = dg.AssetKey(["silver", "sessions"])
+ENRICHED_KEY = dg.AssetKey(["silver", "enriched_events"])
 
-@dg.asset(
-    key=["silver", "product_funnel_daily"],
-    deps=[BRONZE_KEY],
-    partitions_def=DAILY_PARTITIONS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="silver",
-    owners=[PLATFORM_OWNER],
-    freshness_policy=DAILY_FRESHNESS,
-    kinds={"spark", "delta"},
-    description=(
-        "Daily product funnel facts: per day and product, impressions, clicks, product views, "
-        "add-to-carts, checkouts, purchases, units and revenue. Computed by Spark from bronze; a run "
-        "over a range of days replaces exactly those days (Delta replaceWhere)."
-    ),
-)
-def silver_product_funnel_daily(
-    context: dg.AssetExecutionContext, spark: LakehouseSparkResource, lake: LakeResource, trino: TrinoResource
-) -> dg.MaterializeResult:
-    window = context.partition_time_window
-    first, after = window.start.date().isoformat(), window.end.date().isoformat()
-    predicate = f"event_date >= '{first}' AND event_date < '{after}'"
-    session = spark.spark_session
-    events = (
+
+def read_bronze(session: SparkSession, lake: LakeResource, first: str, after: str) -> DataFrame:
+    return (
         session.read.format("delta")
         .load(lake.table_uri("bronze", "clickstream_events"))
         .where(F.col("event_date") >= F.lit(first).cast("date"))
         .where(F.col("event_date") < F.lit(after).cast("date"))
     )
-    facts = product_funnel_daily(events).cache()
-    uri = lake.table_uri("silver", "product_funnel_daily")
+
+
+def write_days(
+    context: dg.AssetExecutionContext,
+    spark: LakehouseSparkResource,
+    lake: LakeResource,
+    trino: TrinoResource,
+    table: str,
+    compute: Callable[[SparkSession, DataFrame], DataFrame],
+    metadata: dict | None = None,
+    asset_key: dg.AssetKey | None = None,
+) -> dg.MaterializeResult:
+    """Compute `table` for the run's days from bronze, replace exactly those days, register it in Trino."""
+    window = context.partition_time_window
+    first, after = window.start.date().isoformat(), window.end.date().isoformat()
+    session = spark.spark_session
+    rows = compute(session, read_bronze(session, lake, first, after)).cache()
+    uri = lake.table_uri("silver", table)
     (
-        facts.write.format("delta")
+        rows.write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", predicate)
+        .option("replaceWhere", f"event_date >= '{first}' AND event_date < '{after}'")
         .partitionBy("event_date")
         .save(uri)
     )
-    per_day = {str(r["event_date"]): r["events"] for r in facts.groupBy("event_date").agg(
-        F.sum("events").alias("events")).collect()}  # fmt: skip
-    facts.unpersist()
-    newly = trino.register_delta_table(lake.schema("silver"), "product_funnel_daily", uri)
-    context.log.info(f"silver: wrote {first}..{after} (exclusive); registered in Trino: {newly}")
-    return dg.MaterializeResult(
-        metadata={
-            "days": f"{first}..{after} (end exclusive)",
-            "events_per_day": dict(sorted(per_day.items())),
-            "empty_days": sorted(set(context.partition_keys) - set(per_day)),
-            "table_uri": uri,
-            "trino_table": f"{trino.catalog}.{lake.schema('silver')}.product_funnel_daily",
-        }
-    )
+    per_day = {str(r["event_date"]): r["n"] for r in rows.groupBy("event_date").agg(F.count(F.lit(1)).alias("n"))
+               .collect()}  # fmt: skip
+    rows.unpersist()
+    trino.register_delta_table(lake.schema("silver"), table, uri)
+    empty = sorted(set(context.partition_keys) - set(per_day))
+    context.log.info(f"silver/{table}: replaced {first}..{after} (exclusive), {sum(per_day.values())} rows, "
+                     f"{len(empty)} empty days")  # fmt: skip
+    return dg.MaterializeResult(asset_key=asset_key, metadata={
+        "days": f"{first}..{after} (end exclusive)", "rows": sum(per_day.values()),
+        "rows_per_day": dict(sorted(per_day.items())), "empty_days": empty, "table_uri": uri,
+        "trino_table": f"{trino.catalog}.{lake.schema('silver')}.{table}",
+        "spark_application_id": session.sparkContext.applicationId, **(metadata or {}),
+    })  # fmt: skip
+
+
+SPECS = {
+    FUNNEL_KEY: (
+        "Daily product funnel facts: per day and product, impressions, clicks, product views, add-to-carts, "
+        "checkouts, purchases, units and revenue (events without a product under product_id NULL).",
+        [],
+    ),
+    SESSIONS_KEY: (
+        f"User sessions per day: a user's events with no gap over {SESSION_GAP_MINUTES} minutes (cut at "
+        "midnight UTC), with start, end, duration, event counts, revenue, whether it converted (a purchase) "
+        "and whether it abandoned a cart (an add-to-cart and no purchase).",
+        [],
+    ),
+    ENRICHED_KEY: (
+        "Every bronze event of the day with its product (title, category, catalogue price) and merchant "
+        "(name, country) from the CDC mirror of PostgreSQL; NULL where the mirror does not have them (yet).",
+        [silver_key("products"), silver_key("merchants")],
+    ),
+}
+
+
+def enrich(context: dg.AssetExecutionContext, lake: LakeResource):
+    mirrored = {t: lake.table("silver", t) is not None for t in ("products", "merchants")}
+    if not all(mirrored.values()):
+        context.log.warning(f"CDC mirror missing {[t for t, ok in mirrored.items() if not ok]}: product and "
+                            "merchant columns stay NULL; materialize silver_cdc_current_state to fill them")  # fmt: skip
+
+    def compute(session: SparkSession, events: DataFrame) -> DataFrame:
+        def mirror(table: str, empty_schema):
+            if mirrored[table]:
+                return session.read.format("delta").load(lake.table_uri("silver", table))
+            return session.createDataFrame([], empty_schema)
+
+        return enriched_events(
+            events, mirror("products", PRODUCT_COLUMNS), mirror("merchants", MERCHANT_COLUMNS)
+        )
+
+    return compute, {"cdc_mirror": mirrored}
+
+
+@dg.multi_asset(
+    name="silver_daily",
+    specs=[
+        dg.AssetSpec(
+            key,
+            deps=[BRONZE_KEY, *deps],
+            group_name="silver",
+            owners=[PLATFORM_OWNER],
+            freshness_policy=DAILY_FRESHNESS,
+            kinds={"spark", "delta"},
+            description=description,
+            skippable=True,
+        )  # fmt: skip
+        for key, (description, deps) in SPECS.items()
+    ],
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=True,
+)
+def silver_daily(
+    context: dg.AssetExecutionContext, spark: LakehouseSparkResource, lake: LakeResource, trino: TrinoResource
+):
+    """The silver daily tables selected, in one Spark session for the run's whole range of days."""
+    if FUNNEL_KEY in context.selected_asset_keys:
+        yield write_days(context, spark, lake, trino, "product_funnel_daily", lambda _, e: product_funnel_daily(e),
+                         asset_key=FUNNEL_KEY)  # fmt: skip
+    if SESSIONS_KEY in context.selected_asset_keys:
+        yield write_days(
+            context, spark, lake, trino, "sessions", lambda _, e: sessions(e), asset_key=SESSIONS_KEY
+        )
+    if ENRICHED_KEY in context.selected_asset_keys:
+        compute, extra = enrich(context, lake)
+        yield write_days(
+            context, spark, lake, trino, "enriched_events", compute, extra, asset_key=ENRICHED_KEY
+        )

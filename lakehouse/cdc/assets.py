@@ -16,7 +16,7 @@ from lakehouse.cdc.reconcile import fingerprint
 from lakehouse.ingest.checks import offsets_contiguous
 from lakehouse.ingest.sensors import kafka_sensor
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
-from lakehouse.resources import KafkaResource, LakeResource, PostgresResource
+from lakehouse.resources import KafkaResource, LakeResource, PostgresResource, TrinoResource
 from lakehouse.settings import get_settings
 
 
@@ -138,7 +138,9 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
 
     @dg.multi_asset(name="silver_cdc_current_state", specs=specs, can_subset=True,
                     backfill_policy=dg.BackfillPolicy.single_run())  # fmt: skip
-    def silver_cdc_current_state(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+    def silver_cdc_current_state(
+        context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource
+    ):
         dead_letters: dict[str, int] = {}
         tables = sorted(k.path[-1] for k in context.selected_asset_keys if k != DEAD_LETTERS_KEY)
         for table in tables:
@@ -148,6 +150,8 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
                 context.log.warning(
                     f"{table}: {result.dead_letters} change records cannot be applied; see silver/{DEAD_LETTERS_TABLE}"
                 )
+            if lake.table("silver", table) is not None:  # queryable in Trino (for dbt) from its first write
+                trino.register_delta_table(lake.schema("silver"), table, lake.table_uri("silver", table))
             yield dg.MaterializeResult(asset_key=silver_key(table), metadata={
                 "changes_read": result.changes_read, "keys_changed": result.keys_changed,
                 "inserted": result.inserted, "updated": result.updated, "dead_letters": result.dead_letters,

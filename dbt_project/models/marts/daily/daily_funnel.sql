@@ -12,6 +12,7 @@ with daily as (
         sum(units_sold) as units_sold,
         sum(revenue) as revenue
     from {{ ref('stg_silver__product_funnel_daily') }}
+    where {{ partition_window('event_date') }}
     group by event_date
 )
 

@@ -1,0 +1,29 @@
+"""The daily batch: yesterday's silver partitions and the gold models, every night; and gold
+rebuilt automatically when the silver it reads changes (declarative automation)."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from lakehouse.warehouse.assets import SILVER_DAILY_KEYS
+
+daily_batch_job = dg.define_asset_job(
+    "daily_batch",
+    selection=dg.AssetSelection.assets(*SILVER_DAILY_KEYS) | dg.AssetSelection.groups("gold"),
+    description="Silver daily tables (Spark) and the gold warehouse (dbt on Trino) for a range of days.",
+)
+
+
+@dg.schedule(job=daily_batch_job, cron_schedule="30 1 * * *", execution_timezone="UTC",
+             description="At 01:30 UTC, yesterday's partition of the daily batch (the day is complete by then).")  # fmt: skip
+def daily_batch_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    yesterday = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+    return dg.RunRequest(run_key=f"daily_batch:{yesterday}", partition_key=yesterday)
+
+
+gold_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "gold_automation",
+    target=dg.AssetSelection.groups("gold"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rebuilds gold models (eager automation condition) when the silver tables they read change.",
+)
