@@ -116,6 +116,18 @@ def _cdc_resnapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spark_connect(args: argparse.Namespace) -> int:
+    import os
+
+    from lakehouse.resources.spark import connect_server_command
+
+    cmd = connect_server_command(get_settings(), args.port)
+    print(f"spark: Spark Connect server on sc://127.0.0.1:{args.port} with the lake's configuration; "
+          f"point LAKEHOUSE_SPARK_REMOTE at it (Ctrl-C stops)", flush=True)  # fmt: skip
+    os.execv(cmd[0], cmd)
+    return 0
+
+
 def _docs(args: argparse.Namespace) -> int:
     from lakehouse.warehouse.serve_docs import docs_server
 
@@ -218,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stops the connector, deletes its offsets and resumes it; the next apply "
         "marks rows missing from the snapshot as deleted.",
     ).set_defaults(func=_cdc_resnapshot)
+
+    spark = sub.add_parser("spark", help="Spark helpers")
+    spark_sub = spark.add_subparsers(dest="what", required=True)
+    scs = spark_sub.add_parser("connect-server", help="run a Spark Connect server configured for the lake",
+                               description="Starts the Spark Connect server bundled with pyspark, with the lake's "
+                               "jars and S3 settings, on 127.0.0.1; LAKEHOUSE_SPARK_REMOTE=sc://127.0.0.1:PORT "
+                               "then runs every Spark asset through it.")  # fmt: skip
+    scs.add_argument("--port", type=int, default=15002, help="gRPC port (default 15002)")
+    scs.set_defaults(func=_spark_connect)
 
     docs = sub.add_parser("docs", help="serve the dbt docs site the pipeline built",
                           description="Serves the site written by the gold/dbt_docs asset on 127.0.0.1 "

@@ -67,6 +67,9 @@ class LakehouseSettings(BaseSettings):
     # Spark (local mode by default; a spark://, yarn or sc:// master by configuration)
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
+    spark_remote: str | None = Field(
+        None, description="a Spark Connect server (sc://host:15002) instead of a session in this process"
+    )
 
     # Naming of the lake: schemas in Trino are `<schema_prefix><layer>`, e.g. `silver`, `gold`.
     schema_prefix: str = ""

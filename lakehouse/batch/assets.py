@@ -72,7 +72,7 @@ def write_days(
         "days": f"{first}..{after} (end exclusive)", "rows": sum(per_day.values()),
         "rows_per_day": dict(sorted(per_day.items())), "empty_days": empty, "table_uri": uri,
         "trino_table": f"{trino.catalog}.{lake.schema('silver')}.{table}",
-        "spark_application_id": session.sparkContext.applicationId, "seconds": round(seconds, 1),
+        "spark_application_id": session.conf.get("spark.app.id"), "seconds": round(seconds, 1),
         **(metadata or {}),
     })  # fmt: skip
 

@@ -58,14 +58,35 @@ def spark_config(s: LakehouseSettings, jars: list[str]) -> dict[str, str]:
 
 
 class LakehouseSparkResource(PySparkResource):
-    """dagster-pyspark's session, with the lake's jars fetched (once, cached) before it starts."""
+    """dagster-pyspark's session, with the lake's jars fetched (once, cached) before it starts; or, when
+    `remote` is set (LAKEHOUSE_SPARK_REMOTE), a Spark Connect session to a server that has them."""
 
     cache_dir: str
+    remote: str | None = None
 
     @classmethod
     def from_settings(cls, s: LakehouseSettings) -> LakehouseSparkResource:
-        return cls(spark_config=spark_config(s, jars=[]), cache_dir=str(s.cache_dir))
+        return cls(spark_config=spark_config(s, jars=[]), cache_dir=str(s.cache_dir), remote=s.spark_remote)
 
     def setup_for_execution(self, context) -> None:
+        if self.remote:
+            from pyspark.sql import SparkSession
+
+            context.log.info(f"Spark Connect session to {self.remote}")
+            self._spark_session = SparkSession.builder.remote(self.remote).getOrCreate()
+            return
         jars = spark_jars(Path(self.cache_dir), log=context.log.info)
         self._spark_session = spark_session_from_config({**self.spark_config, "spark.jars": ",".join(jars)})
+
+
+def connect_server_command(s: LakehouseSettings, port: int, log=print) -> list[str]:
+    """A Spark Connect server (bundled with pyspark) with the lake's configuration and jars: what
+    LAKEHOUSE_SPARK_REMOTE points at. On a cluster, start it with the same --conf values."""
+    jars = spark_jars(s.cache_dir, log=log)
+    conf = {**spark_config(s, jars), "spark.jars": ",".join(jars), "spark.connect.grpc.binding.address": "127.0.0.1",
+            "spark.connect.grpc.binding.port": str(port)}  # fmt: skip
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    args = [str(submit), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return [*args, "spark-internal"]
