@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pyarrow.compute as pc
 import pytest
 from deltalake import write_deltalake
 
@@ -95,7 +96,7 @@ def test_a_failing_dbt_test_blocks_gold_and_names_the_rows(namespace, lakehouse)
     assert run_silver(lakehouse, days[0], days[-1]).success
     # Corrupt silver: one session twice.
     sessions = lake.read("silver", "sessions")
-    dupe = sessions.filter(dg_day_mask(sessions, day)).slice(0, 1)
+    dupe = sessions.filter(pc.equal(sessions.column("event_date"), day)).slice(0, 1)
     write_deltalake(
         lake.table_uri("silver", "sessions"), dupe, mode="append", storage_options=lake.storage_options
     )
@@ -117,9 +118,3 @@ def test_a_failing_dbt_test_blocks_gold_and_names_the_rows(namespace, lakehouse)
     result = dg.materialize([gold_dbt_models, gold_daily_dbt_models], resources=resources, instance=instance,
                             partition_key=day.isoformat(), selection=selection)  # fmt: skip
     assert result.success
-
-
-def dg_day_mask(table, day: date):
-    import pyarrow.compute as pc
-
-    return pc.equal(table.column("event_date"), day)

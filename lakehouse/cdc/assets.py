@@ -100,17 +100,18 @@ def silver_key(source_table: str) -> dg.AssetKey:
 DEAD_LETTERS_KEY = dg.AssetKey(["silver", DEAD_LETTERS_TABLE])
 
 
+def _silver_spec(key: dg.AssetKey, deps: list[dg.AssetKey], description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(key, deps=deps, group_name="silver", owners=[PLATFORM_OWNER],
+                        freshness_policy=STREAMING_FRESHNESS, kinds={"python", "delta"}, skippable=True,
+                        description=description)  # fmt: skip
+
+
 def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
     specs = [
-        dg.AssetSpec(
+        _silver_spec(
             silver_key(t),
-            deps=[change_log_key(t)],
-            group_name="silver",
-            owners=[PLATFORM_OWNER],
-            freshness_policy=STREAMING_FRESHNESS,
-            kinds={"python", "delta"},
-            skippable=True,
-            description=(
+            [change_log_key(t)],
+            (
                 f"Current state of PostgreSQL {schema}.{t}, kept by MERGEing its change log in LSN order: the "
                 "newest change per primary key wins, deletes are kept as `_cdc_deleted` markers (the current "
                 "state is every row not marked deleted), a primary-key change moves the row."
@@ -118,23 +119,10 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
         )  # fmt: skip
         for t in tables
     ]
-
-    specs.append(
-        dg.AssetSpec(
-            DEAD_LETTERS_KEY,
-            deps=[change_log_key(t) for t in tables],
-            group_name="silver",
-            owners=[PLATFORM_OWNER],
-            freshness_policy=STREAMING_FRESHNESS,
-            kinds={"python", "delta"},
-            skippable=True,
-            description=(
-                "Change records that cannot be applied to silver, with their Kafka coordinates, their bytes and "
-                "the reason: not JSON, not a Debezium change, no LSN, or a change of another table than its "
-                "topic's. They stay in the raw change log too; nothing is dropped."
-            ),
-        )  # fmt: skip
-    )
+    specs.append(_silver_spec(DEAD_LETTERS_KEY, [change_log_key(t) for t in tables], (
+        "Change records that cannot be applied to silver, with their Kafka coordinates, their bytes and the "
+        "reason: not JSON, not a Debezium change, no LSN, or a change of another table than its topic's. They "
+        "stay in the raw change log too; nothing is dropped.")))  # fmt: skip
 
     @dg.multi_asset(name="silver_cdc_current_state", specs=specs, can_subset=True,
                     backfill_policy=dg.BackfillPolicy.single_run())  # fmt: skip

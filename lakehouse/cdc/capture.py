@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import requests
-from confluent_kafka.admin import AdminClient
 
 from lakehouse.cdc.connector import CONNECTOR_NAME, SLOT_NAME, connector_status
+from lakehouse.resources.kafka import topic_names
 from lakehouse.settings import LakehouseSettings
 
 
@@ -31,7 +31,7 @@ class CaptureReport:
 def unconfigured_tables(bootstrap: str, topic_prefix: str, schema: str, configured: list[str]) -> list[str]:
     """Tables whose change topics exist under the CDC prefix but are not in the configured list."""
     head = f"{topic_prefix}.{schema}."
-    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    topics = topic_names(bootstrap)
     return sorted(
         t.removeprefix(head) for t in topics if t.startswith(head) and t.removeprefix(head) not in configured
     )

@@ -39,16 +39,20 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 10.0) -> list[
     return sorted(meta.partitions)
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = _admin(bootstrap)
+def topic_names(bootstrap: str) -> set[str]:
+    """Every topic on the cluster; a clear error when the broker does not answer."""
     try:
-        existing = admin.list_topics(timeout=10).topics
+        return set(_admin(bootstrap).list_topics(timeout=10).topics)
     except KafkaException as exc:
         raise KafkaUnavailable(
             f"Kafka at {bootstrap} did not answer ({exc})", fix="start it with `lakehouse stack up`"
         ) from exc
-    if topic in existing:
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    if topic in topic_names(bootstrap):
         return
+    admin = _admin(bootstrap)
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     try:
         futures[topic].result(30)

@@ -18,6 +18,11 @@ DOCS_KEY = dg.AssetKey(["gold", "dbt_docs"])
 SITE_FILES = ("index.html", "static_index.html", "manifest.json", "catalog.json")
 
 
+def model_nodes() -> dict[str, dict]:
+    """The dbt models of the manifest, by unique id."""
+    return {uid: n for uid, n in dbt_project_manifest()["nodes"].items() if n["resource_type"] == "model"}
+
+
 def model_keys() -> list[dg.AssetKey]:
     return sorted({*gold_dbt_models.keys, *gold_daily_dbt_models.keys}, key=lambda k: k.to_user_string())
 
@@ -32,7 +37,7 @@ def model_keys() -> list[dg.AssetKey]:
 )  # fmt: skip
 def dbt_docs_site(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
     out = get_settings().docs_dir
-    models = {uid for uid, n in dbt_project_manifest()["nodes"].items() if n["resource_type"] == "model"}
+    models = set(model_nodes())
     with tempfile.TemporaryDirectory(prefix="dbt-docs-") as tmp:
         for attempt in range(1, 4):
             dbt.cli(["docs", "generate", "--static"], target_path=Path(tmp), raise_on_error=True).wait()
@@ -59,8 +64,7 @@ def dbt_docs_site(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.
 def docs_cover_every_model() -> dg.AssetCheckResult:
     out = get_settings().docs_dir
     catalog = json.loads((out / "catalog.json").read_text())
-    manifest = dbt_project_manifest()
-    models = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] == "model"}
+    models = model_nodes()
     not_built = sorted(uid for uid in models if uid not in catalog.get("nodes", {}))
     undescribed = sorted(
         f"{n['name']}.{c}" if c else n["name"]
