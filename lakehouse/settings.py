@@ -64,6 +64,23 @@ class LakehouseSettings(BaseSettings):
     trino_heap: str = "2G"
     kafka_heap: str = "768M"
 
+    # Apache Pinot (real-time tables) and the ZooKeeper that holds its cluster state
+    zookeeper_port: int = 2181
+    pinot_controller_port: int = 9000
+    pinot_broker_port: int = 8099
+    pinot_server_port: int = 8098
+    pinot_server_admin_port: int = 8097
+    pinot_heap: str = Field("1536M", description="heap of the one JVM running controller, broker and server")
+    pinot_cluster: str = "lakehouse"
+
+    # Flink stream jobs (PyFlink, in the streaming/ environment)
+    flink_checkpoint_seconds: int = Field(5, description="checkpoint interval: outputs are committed this often")
+    flink_watermark_seconds: int = Field(10, description="how far out of order events may arrive (watermark delay)")
+    cart_abandon_minutes: int = Field(30, description="inactivity after which a cart without checkout is abandoned")
+    suspicious_amount_factor: float = Field(5.0, description="a purchase this many times the user's mean is flagged")
+    suspicious_burst_count: int = Field(5, description="this many purchases by one user within the burst window are flagged")
+    suspicious_burst_minutes: int = Field(10, description="the burst window for suspicious purchases")
+
     # Spark (local mode by default; a spark://, yarn or sc:// master by configuration)
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
@@ -80,6 +97,22 @@ class LakehouseSettings(BaseSettings):
     # Dagster UI
     dagster_port: int = 3000
     docs_port: int = Field(8580, description="port of the dbt docs site (`make docs`)")
+
+    def realtime_topic(self, name: str) -> str:
+        """A stream job's output topic, e.g. `rt.product_ctr` (inside the namespace when prefixed)."""
+        prefix = self.schema_prefix.rstrip("_")
+        return f"{prefix}.rt.{name}" if prefix else f"rt.{name}"
+
+    def pinot_table(self, name: str) -> str:
+        return f"{self.schema_prefix}{name}"
+
+    @property
+    def pinot_controller_url(self) -> str:
+        return f"http://127.0.0.1:{self.pinot_controller_port}"
+
+    @property
+    def pinot_broker_url(self) -> str:
+        return f"http://127.0.0.1:{self.pinot_broker_port}"
 
     @property
     def kafka_port(self) -> int:

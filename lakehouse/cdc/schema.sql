@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS marketplace.payments (
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 
+-- An order is placed with one merchant (a marketplace splits a basket per merchant); added after
+-- the first release, so older orders have none.
+ALTER TABLE marketplace.orders ADD COLUMN IF NOT EXISTS merchant_id bigint REFERENCES marketplace.merchants (merchant_id);
+
 ALTER TABLE marketplace.customers REPLICA IDENTITY FULL;
 ALTER TABLE marketplace.merchants REPLICA IDENTITY FULL;
 ALTER TABLE marketplace.products REPLICA IDENTITY FULL;

@@ -70,15 +70,21 @@ def _new_order(cur, rng) -> str:
     """One transaction over three tables: an order, its lines and its payment."""
     order_id = _next_id(cur, "orders", "order_id")
     customer = _pick(cur, "customers", "customer_id", rng)
-    lines = []
-    for line_no in range(1, rng.randint(1, 3) + 1):
+    merchant, product, price = cur.execute(
+        "SELECT merchant_id, product_id, price FROM marketplace.products ORDER BY random() LIMIT 1"
+    ).fetchone()
+    lines = [(1, product, rng.randint(1, 3), price)]
+    for line_no in range(2, rng.randint(1, 3) + 1):  # more lines from the same merchant
         product, price = cur.execute(
-            "SELECT product_id, price FROM marketplace.products ORDER BY random() LIMIT 1"
+            "SELECT product_id, price FROM marketplace.products WHERE merchant_id = %s ORDER BY random() LIMIT 1",
+            (merchant,),
         ).fetchone()
         lines.append((line_no, product, rng.randint(1, 3), price))
     total = sum(q * p for _, _, q, p in lines)
-    cur.execute("INSERT INTO marketplace.orders (order_id, customer_id, status, total) VALUES (%s, %s, 'placed', %s)",
-                (order_id, customer, total))  # fmt: skip
+    cur.execute(
+        "INSERT INTO marketplace.orders (order_id, customer_id, merchant_id, status, total) "
+        "VALUES (%s, %s, %s, 'placed', %s)", (order_id, customer, merchant, total),
+    )  # fmt: skip
     for line_no, product, qty, price in lines:
         cur.execute(
             "INSERT INTO marketplace.order_items (order_id, line_no, product_id, quantity, unit_price) "

@@ -560,7 +560,157 @@ class Trino(Service):
         return "server still starting" if info.get("starting", True) else None
 
 
-SERVICES: list[Service] = [ObjectStore(), Postgres(), Kafka(), Connect(), Trino()]
+PINOT_OPENS = [  # Pinot 0.11 was built for Java 11; Java 17 needs these for its reflection
+    f"--add-opens=java.base/{pkg}=ALL-UNNAMED"
+    for pkg in ("java.lang", "java.lang.reflect", "java.nio", "java.util", "sun.nio.ch", "jdk.internal.misc")
+]
+
+
+class ZooKeeper(Service):
+    name = "zookeeper"
+    description = "Apache ZooKeeper (Pinot's cluster state)"
+
+    def ports(self, s):
+        return {s.zookeeper_port: "ZooKeeper client"}
+
+    def fetch(self, s, log):
+        fetch.jar_set("pinot", s.cache_dir, log=log)
+
+    def prepare(self, s, log):
+        libs = fetch.jar_set("pinot", s.cache_dir, log=log)
+        conf_dir = s.home / "zookeeper"
+        data = self.data_dir(s)
+        data.mkdir(parents=True, exist_ok=True)
+        cfg = conf_dir / "zoo.cfg"
+        _write(cfg, _properties({
+            "dataDir": data,
+            "clientPort": s.zookeeper_port,
+            "clientPortAddress": "127.0.0.1",
+            "tickTime": 2000,
+            "initLimit": 10,
+            "syncLimit": 5,
+            "maxClientCnxns": 0,
+            "admin.enableServer": "false",
+            "4lw.commands.whitelist": "ruok,srvr,mntr",
+            "autopurge.purgeInterval": 1,
+        }))  # fmt: skip
+        cmd = [default_java(), "-Xmx256m", "-Xms64m", "-cp", f"{libs}/*",
+               "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]  # fmt: skip
+        return Launch(cmd=cmd, cwd=conf_dir)
+
+    def health(self, s):
+        try:
+            with socket.create_connection(("127.0.0.1", s.zookeeper_port), timeout=2) as conn:
+                conn.sendall(b"ruok")
+                answer = conn.recv(16)
+        except OSError:
+            return f"client port {s.zookeeper_port} not answering yet"
+        return None if answer == b"imok" else f"answers {answer!r} to ruok"
+
+
+class Pinot(Service):
+    """Controller, broker and server of Apache Pinot in one JVM (Pinot's service manager)."""
+
+    name = "pinot"
+    description = "Apache Pinot 0.11 (controller, broker, server)"
+    start_timeout = 300.0
+
+    def ports(self, s):
+        return {
+            s.pinot_controller_port: "Pinot controller",
+            s.pinot_broker_port: "Pinot broker",
+            s.pinot_server_port: "Pinot server (queries)",
+            s.pinot_server_admin_port: "Pinot server admin",
+        }
+
+    def url(self, s):
+        return s.pinot_controller_url
+
+    def fetch(self, s, log):
+        fetch.jar_set("pinot", s.cache_dir, log=log)
+
+    def prepare(self, s, log):
+        libs = fetch.jar_set("pinot", s.cache_dir, log=log)
+        conf_dir = s.home / "pinot"
+        data = self.data_dir(s)
+        common = {"pinot.cluster.name": s.pinot_cluster, "pinot.zk.server": f"127.0.0.1:{s.zookeeper_port}"}
+        configs = {
+            "controller": {
+                "pinot.service.role": "CONTROLLER",
+                "controller.helix.cluster.name": s.pinot_cluster,
+                "controller.zk.str": f"127.0.0.1:{s.zookeeper_port}",
+                "controller.host": "127.0.0.1",
+                "controller.port": s.pinot_controller_port,
+                "controller.access.protocols": "http",
+                "controller.access.protocols.http.host": "127.0.0.1",
+                "controller.access.protocols.http.port": s.pinot_controller_port,
+                "controller.data.dir": data / "controller",
+                "controller.local.temp.dir": data / "controller-tmp",
+                "controller.enable.batch.message.mode": "false",
+                # The CDC table unpacks Debezium's envelope with Groovy transforms (off by default
+                # since 0.11 because a table config's script runs in the server; here only the
+                # repo's own configs are applied).
+                "controller.disable.ingestion.groovy": "false",
+            },
+            "broker": {
+                "pinot.service.role": "BROKER",
+                "pinot.broker.hostname": "127.0.0.1",
+                "pinot.broker.client.access.protocols": "http",
+                "pinot.broker.client.access.protocols.http.host": "127.0.0.1",
+                "pinot.broker.client.access.protocols.http.port": s.pinot_broker_port,
+                "pinot.broker.timeoutMs": 10000,
+            },
+            "server": {
+                "pinot.service.role": "SERVER",
+                "pinot.server.netty.host": "127.0.0.1",
+                "pinot.server.netty.port": s.pinot_server_port,
+                "pinot.server.adminapi.access.protocols": "http",
+                "pinot.server.adminapi.access.protocols.http.host": "127.0.0.1",
+                "pinot.server.adminapi.access.protocols.http.port": s.pinot_server_admin_port,
+                "pinot.server.instance.dataDir": data / "server" / "index",
+                "pinot.server.instance.segmentTarDir": data / "server" / "segments",
+                "pinot.server.grpc.enable": "false",
+            },
+        }
+        paths = []
+        for role, values in configs.items():
+            path = conf_dir / f"{role}.conf"
+            _write(path, _properties({**common, **values}))
+            paths.append(str(path))
+        log4j = conf_dir / "log4j2.properties"
+        _write(log4j, (
+            "status = warn\n"
+            "appender.console.type = Console\nappender.console.name = STDOUT\n"
+            "appender.console.layout.type = PatternLayout\n"
+            "appender.console.layout.pattern = %d{HH:mm:ss.SSS} %p [%c{1}] %m%n\n"
+            "rootLogger.level = WARN\nrootLogger.appenderRef.stdout.ref = STDOUT\n"
+            "logger.pinot.name = org.apache.pinot\nlogger.pinot.level = INFO\n"
+            "logger.helix.name = org.apache.helix\nlogger.helix.level = WARN\n"
+        ))  # fmt: skip
+        cmd = [*java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*",
+                             "org.apache.pinot.tools.admin.PinotAdministrator", "StartServiceManager",
+                             "-zkAddress", f"127.0.0.1:{s.zookeeper_port}", "-clusterName", s.pinot_cluster,
+                             "-port", "-1", "-bootstrapConfigPaths", *paths)]  # fmt: skip
+        cmd[1:1] = PINOT_OPENS
+        return Launch(cmd=cmd, cwd=conf_dir)
+
+    def health(self, s):
+        checks = {
+            "controller": f"{s.pinot_controller_url}/health",
+            "broker": f"{s.pinot_broker_url}/health",
+            "server": f"http://127.0.0.1:{s.pinot_server_admin_port}/health",
+        }
+        for role, url in checks.items():
+            try:
+                answer = requests.get(url, timeout=3)
+            except requests.RequestException:
+                return f"{role} not answering yet"
+            if answer.status_code != 200:
+                return f"{role} answers {answer.status_code}: {answer.text[:100]}"
+        return None
+
+
+SERVICES: list[Service] = [ObjectStore(), Postgres(), Kafka(), Connect(), Trino(), ZooKeeper(), Pinot()]
 
 
 def by_name(name: str) -> Service:

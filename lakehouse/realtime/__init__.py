@@ -1,0 +1,1 @@
+"""Real time: PyFlink stream jobs over the clickstream and Apache Pinot tables that serve them."""

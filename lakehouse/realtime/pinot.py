@@ -1,0 +1,150 @@
+"""Apache Pinot through its REST APIs: schemas and table configs from the repo, and queries.
+
+The schemas and table configs live in `realtime/pinot/<table>.{schema,table}.json`, with
+`${...}` placeholders for what depends on the environment (table name, topic, Kafka). Applying
+them is idempotent: a schema is added or overridden, a table is created or updated in place.
+When Pinot refuses one, `PinotRejected` carries Pinot's own reason.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from lakehouse.settings import LakehouseSettings
+from lakehouse.stack.errors import StackError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "pinot"
+
+
+class PinotRejected(Exception):
+    """Pinot answered a request with an error; the message is Pinot's reason."""
+
+
+@dataclass(frozen=True)
+class PinotTable:
+    name: str  # base name; the Pinot table is `<schema_prefix><name>`
+    description: str
+
+    def topic(self, s: LakehouseSettings) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class CdcTable(PinotTable):
+    source_table: str = "orders"
+
+    def topic(self, s):
+        return s.cdc_topic(self.source_table)
+
+
+@dataclass(frozen=True)
+class StreamJobTable(PinotTable):
+    output: str = ""
+
+    def topic(self, s):
+        return s.realtime_topic(self.output)
+
+
+PINOT_TABLES = [
+    CdcTable("merchant_orders", "Orders as they change (CDC of marketplace.orders), upserted by order id."),
+    StreamJobTable("product_ctr", "Click-through rate per product and minute, from the Flink CTR job.",
+                   output="product_ctr"),  # fmt: skip
+    StreamJobTable("purchase_alerts", "Suspicious purchases flagged by the Flink fraud job.",
+                   output="purchase_alerts"),  # fmt: skip
+]
+
+
+def stream_configs(s: LakehouseSettings, topic: str) -> dict[str, str]:
+    """How a REALTIME table consumes Kafka (the Kafka 2.x plugin, JSON messages, committed only)."""
+    return {
+        "streamType": "kafka",
+        "stream.kafka.topic.name": topic,
+        "stream.kafka.broker.list": s.kafka_bootstrap,
+        "stream.kafka.consumer.type": "lowlevel",
+        "stream.kafka.consumer.factory.class.name": "org.apache.pinot.plugin.stream.kafka20.KafkaConsumerFactory",
+        "stream.kafka.decoder.class.name": "org.apache.pinot.plugin.stream.kafka.KafkaJSONMessageDecoder",
+        "stream.kafka.consumer.prop.auto.offset.reset": "smallest",
+        "stream.kafka.isolation.level": "read_committed",
+        "realtime.segment.flush.threshold.rows": "500000",
+        "realtime.segment.flush.threshold.time": "6h",
+    }
+
+
+def render(table: PinotTable, s: LakehouseSettings, kind: str, **overrides) -> dict:
+    """The schema (`kind="schema"`) or table config (`kind="table"`) of `table` for these settings."""
+    values = {
+        "table": s.pinot_table(table.name),
+        "stream_configs": json.dumps(stream_configs(s, table.topic(s))),
+        **overrides,
+    }
+    text = (CONFIG_DIR / f"{table.name}.{kind}.json").read_text()
+    return json.loads(string.Template(text).substitute(values))
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:1000] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("_message") or body)
+    return str(body)
+
+
+class PinotClient:
+    def __init__(self, controller_url: str, broker_url: str, timeout: float = 30.0):
+        self.controller, self.broker, self.timeout = controller_url.rstrip("/"), broker_url.rstrip("/"), timeout
+
+    @classmethod
+    def from_settings(cls, s: LakehouseSettings) -> PinotClient:
+        return cls(s.pinot_controller_url, s.pinot_broker_url)
+
+    def _call(self, method: str, url: str, what: str, **kwargs) -> requests.Response:
+        try:
+            response = requests.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise StackError(
+                f"Pinot did not answer at {url} ({exc.__class__.__name__})",
+                fix="start it with `lakehouse stack up` (or `make up`); `lakehouse stack logs pinot` shows why it stopped",
+            ) from exc
+        if response.status_code >= 400:
+            raise PinotRejected(f"Pinot rejected {what}: {_reason(response)}")
+        return response
+
+    def apply_schema(self, schema: dict) -> str:
+        name = schema["schemaName"]
+        self._call("POST", f"{self.controller}/schemas", f"schema {name}", params={"override": "true"}, json=schema)
+        return name
+
+    def table_exists(self, name: str, kind: str = "REALTIME") -> bool:
+        body = self._call("GET", f"{self.controller}/tables/{name}", f"table {name}", params={"type": kind}).json()
+        return bool(body.get(kind))
+
+    def apply_table(self, config: dict) -> str:
+        """Create the table, or update it in place; returns "created" or "updated"."""
+        name = config["tableName"]
+        if self.table_exists(name, config["tableType"]):
+            self._call("PUT", f"{self.controller}/tables/{name}", f"table config {name}", json=config)
+            return "updated"
+        self._call("POST", f"{self.controller}/tables", f"table config {name}", json=config)
+        return "created"
+
+    def delete_table(self, name: str) -> None:
+        self._call("DELETE", f"{self.controller}/tables/{name}", f"deleting table {name}", params={"type": "realtime"})
+        self._call("DELETE", f"{self.controller}/schemas/{name}", f"deleting schema {name}")
+
+    def consuming_info(self, table: str) -> dict:
+        url = f"{self.controller}/tables/{table}_REALTIME/consumingSegmentsInfo"
+        return self._call("GET", url, f"consuming segments of {table}").json()
+
+    def query(self, sql: str) -> list[list]:
+        """Rows of a SQL query through the broker; a query error raises PinotRejected."""
+        body = self._call("POST", f"{self.broker}/query/sql", "the query", json={"sql": sql}).json()
+        if body.get("exceptions"):
+            raise PinotRejected(f"Pinot could not run the query: {body['exceptions'][0].get('message', '')[:500]}")
+        return body.get("resultTable", {}).get("rows", [])
