@@ -47,6 +47,9 @@ def namespace(stack: LakehouseSettings) -> Iterator[Namespace]:
     try:
         yield Namespace(settings=get_settings(), env={**os.environ, **env})
     finally:
+        from lakehouse.realtime.flink import stop_all
+
+        stop_all(stack.home, only_namespace=tag)  # stream jobs a test started in its namespace
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

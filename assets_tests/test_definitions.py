@@ -19,7 +19,7 @@ def test_every_asset_is_described_owned_grouped_and_fresh(graph):
         name = key.to_user_string()
         assert node.description and len(node.description) > 20, name
         assert node.owners, name
-        assert node.group_name in {"raw", "bronze", "silver", "gold"}, name
+        assert node.group_name in {"raw", "bronze", "silver", "gold", "realtime", "pinot"}, name
         assert node.group_name == key.path[0], name
         assert node.freshness_policy is not None, name
 

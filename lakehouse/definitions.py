@@ -20,6 +20,15 @@ from lakehouse.ingest import assets as ingest_assets
 from lakehouse.ingest import checks as ingest_checks
 from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_schedule
 from lakehouse.ingest.sensors import clickstream_ingest_job, clickstream_kafka_sensor
+from lakehouse.realtime.assets import (
+    PinotResource,
+    landed_checks,
+    pinot_lag_checks,
+    pinot_table_assets,
+    realtime_outputs_landed,
+    stream_job_assets,
+    stream_job_checks,
+)
 from lakehouse.resources import build_resources
 from lakehouse.settings import get_settings
 from lakehouse.warehouse.assets import dbt_resource, gold_daily_dbt_models, gold_dbt_models
@@ -42,6 +51,9 @@ defs = dg.Definitions(
         gold_dbt_models,
         gold_daily_dbt_models,
         dbt_docs_site,
+        *stream_job_assets,
+        realtime_outputs_landed,
+        *pinot_table_assets,
     ],
     asset_checks=[
         *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
@@ -50,9 +62,18 @@ defs = dg.Definitions(
         current_prices_match_source,
         no_unapplied_changes,
         docs_cover_every_model,
+        *stream_job_checks,
+        *landed_checks,
+        *pinot_lag_checks,
     ],
     jobs=[all_assets_job, daily_batch_job, clickstream_ingest_job, cdc_apply_job, table_maintenance],
     sensors=[clickstream_kafka_sensor, cdc_kafka_sensor, gold_automation_sensor],
     schedules=[table_maintenance_schedule, daily_batch_schedule],
-    resources={**build_resources(settings), "dbt": dbt_resource()},
+    resources={
+        **build_resources(settings),
+        "dbt": dbt_resource(),
+        "pinot": PinotResource(
+            controller_url=settings.pinot_controller_url, broker_url=settings.pinot_broker_url
+        ),
+    },
 )

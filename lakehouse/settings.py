@@ -72,13 +72,31 @@ class LakehouseSettings(BaseSettings):
     pinot_server_admin_port: int = 8097
     pinot_heap: str = Field("1536M", description="heap of the one JVM running controller, broker and server")
     pinot_cluster: str = "lakehouse"
+    pinot_kafka_bootstrap: str | None = Field(
+        None,
+        description="Kafka as Pinot's servers see it (default: kafka_bootstrap; `kafka:29092` in compose)",
+    )
 
     # Flink stream jobs (PyFlink, in the streaming/ environment)
-    flink_checkpoint_seconds: int = Field(5, description="checkpoint interval: outputs are committed this often")
-    flink_watermark_seconds: int = Field(10, description="how far out of order events may arrive (watermark delay)")
-    cart_abandon_minutes: int = Field(30, description="inactivity after which a cart without checkout is abandoned")
-    suspicious_amount_factor: float = Field(5.0, description="a purchase this many times the user's mean is flagged")
-    suspicious_burst_count: int = Field(5, description="this many purchases by one user within the burst window are flagged")
+    flink_checkpoint_seconds: int = Field(
+        5, description="checkpoint interval: outputs are committed this often"
+    )
+    flink_watermark_seconds: int = Field(
+        10, description="how far out of order events may arrive (watermark delay)"
+    )
+    flink_idle_seconds: int = Field(
+        0,
+        description="a Kafka partition without events this long no longer holds the watermark back (0: never)",
+    )
+    cart_abandon_minutes: int = Field(
+        30, description="inactivity after which a cart without checkout is abandoned"
+    )
+    suspicious_amount_factor: float = Field(
+        5.0, description="a purchase this many times the user's mean is flagged"
+    )
+    suspicious_burst_count: int = Field(
+        5, description="this many purchases by one user within the burst window are flagged"
+    )
     suspicious_burst_minutes: int = Field(10, description="the burst window for suspicious purchases")
 
     # Spark (local mode by default; a spark://, yarn or sc:// master by configuration)

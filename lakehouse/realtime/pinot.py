@@ -52,10 +52,14 @@ class StreamJobTable(PinotTable):
 
 PINOT_TABLES = [
     CdcTable("merchant_orders", "Orders as they change (CDC of marketplace.orders), upserted by order id."),
-    StreamJobTable("product_ctr", "Click-through rate per product and minute, from the Flink CTR job.",
-                   output="product_ctr"),  # fmt: skip
-    StreamJobTable("purchase_alerts", "Suspicious purchases flagged by the Flink fraud job.",
-                   output="purchase_alerts"),  # fmt: skip
+    StreamJobTable(
+        "product_ctr",
+        "Click-through rate per product and minute, from the Flink CTR job.",
+        output="product_ctr",
+    ),  # fmt: skip
+    StreamJobTable(
+        "purchase_alerts", "Suspicious purchases flagged by the Flink fraud job.", output="purchase_alerts"
+    ),  # fmt: skip
 ]
 
 
@@ -64,25 +68,25 @@ def stream_configs(s: LakehouseSettings, topic: str) -> dict[str, str]:
     return {
         "streamType": "kafka",
         "stream.kafka.topic.name": topic,
-        "stream.kafka.broker.list": s.kafka_bootstrap,
+        "stream.kafka.broker.list": s.pinot_kafka_bootstrap or s.kafka_bootstrap,
         "stream.kafka.consumer.type": "lowlevel",
         "stream.kafka.consumer.factory.class.name": "org.apache.pinot.plugin.stream.kafka20.KafkaConsumerFactory",
         "stream.kafka.decoder.class.name": "org.apache.pinot.plugin.stream.kafka.KafkaJSONMessageDecoder",
         "stream.kafka.consumer.prop.auto.offset.reset": "smallest",
-        "stream.kafka.isolation.level": "read_committed",
+        # Passed through to the Kafka consumer: see the stream jobs' outputs only once committed.
+        "isolation.level": "read_committed",
         "realtime.segment.flush.threshold.rows": "500000",
         "realtime.segment.flush.threshold.time": "6h",
     }
 
 
-def render(table: PinotTable, s: LakehouseSettings, kind: str, **overrides) -> dict:
+def render(table: PinotTable, s: LakehouseSettings, kind: str, config_dir: Path | None = None) -> dict:
     """The schema (`kind="schema"`) or table config (`kind="table"`) of `table` for these settings."""
     values = {
         "table": s.pinot_table(table.name),
         "stream_configs": json.dumps(stream_configs(s, table.topic(s))),
-        **overrides,
     }
-    text = (CONFIG_DIR / f"{table.name}.{kind}.json").read_text()
+    text = ((config_dir or CONFIG_DIR) / f"{table.name}.{kind}.json").read_text()
     return json.loads(string.Template(text).substitute(values))
 
 
@@ -98,7 +102,11 @@ def _reason(response: requests.Response) -> str:
 
 class PinotClient:
     def __init__(self, controller_url: str, broker_url: str, timeout: float = 30.0):
-        self.controller, self.broker, self.timeout = controller_url.rstrip("/"), broker_url.rstrip("/"), timeout
+        self.controller, self.broker, self.timeout = (
+            controller_url.rstrip("/"),
+            broker_url.rstrip("/"),
+            timeout,
+        )
 
     @classmethod
     def from_settings(cls, s: LakehouseSettings) -> PinotClient:
@@ -118,11 +126,15 @@ class PinotClient:
 
     def apply_schema(self, schema: dict) -> str:
         name = schema["schemaName"]
-        self._call("POST", f"{self.controller}/schemas", f"schema {name}", params={"override": "true"}, json=schema)
+        self._call(
+            "POST", f"{self.controller}/schemas", f"schema {name}", params={"override": "true"}, json=schema
+        )
         return name
 
     def table_exists(self, name: str, kind: str = "REALTIME") -> bool:
-        body = self._call("GET", f"{self.controller}/tables/{name}", f"table {name}", params={"type": kind}).json()
+        body = self._call(
+            "GET", f"{self.controller}/tables/{name}", f"table {name}", params={"type": kind}
+        ).json()
         return bool(body.get(kind))
 
     def apply_table(self, config: dict) -> str:
@@ -135,7 +147,12 @@ class PinotClient:
         return "created"
 
     def delete_table(self, name: str) -> None:
-        self._call("DELETE", f"{self.controller}/tables/{name}", f"deleting table {name}", params={"type": "realtime"})
+        self._call(
+            "DELETE",
+            f"{self.controller}/tables/{name}",
+            f"deleting table {name}",
+            params={"type": "realtime"},
+        )
         self._call("DELETE", f"{self.controller}/schemas/{name}", f"deleting schema {name}")
 
     def consuming_info(self, table: str) -> dict:
@@ -146,5 +163,7 @@ class PinotClient:
         """Rows of a SQL query through the broker; a query error raises PinotRejected."""
         body = self._call("POST", f"{self.broker}/query/sql", "the query", json={"sql": sql}).json()
         if body.get("exceptions"):
-            raise PinotRejected(f"Pinot could not run the query: {body['exceptions'][0].get('message', '')[:500]}")
+            raise PinotRejected(
+                f"Pinot could not run the query: {body['exceptions'][0].get('message', '')[:500]}"
+            )
         return body.get("resultTable", {}).get("rows", [])

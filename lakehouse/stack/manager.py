@@ -12,7 +12,7 @@ from collections import deque
 from pathlib import Path
 
 from lakehouse.settings import LakehouseSettings
-from lakehouse.stack import process
+from lakehouse.stack import fetch, process
 from lakehouse.stack.errors import StackError
 from lakehouse.stack.services import SERVICES, Service, by_name
 
@@ -113,9 +113,14 @@ def fetch_all(s: LakehouseSettings, log=print) -> None:
     for svc in SERVICES:
         svc.fetch(s, log)
     spark_jars(s.cache_dir, log=log)
+    fetch.jar_set("flink", s.cache_dir, log=log)  # the stream jobs' Kafka connector
 
 
 def down(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
+    if names is None:  # the stream jobs read Kafka and write Kafka: they stop first
+        from lakehouse.realtime.flink import stop_all
+
+        stop_all(s.home, log=log)
     for svc in reversed(_select(names)):
         record = _live_record(s, svc, log)
         if not record:

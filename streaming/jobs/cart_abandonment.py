@@ -35,7 +35,7 @@ def build(t_env, args) -> list[str]:
     aggregate = f"""
         INSERT INTO cart_abandonment
         SELECT user_id, window_start, window_end - INTERVAL '{args.abandon_minutes}' MINUTE, window_end,
-          CAST(TIMESTAMPDIFF(SECOND, {common.EPOCH}, window_start) AS BIGINT) * 1000,
+          {common.epoch_millis("window_start")},
           events, cart_adds, cart_value, product_ids
         FROM (
           SELECT user_id, window_start, window_end,

@@ -24,18 +24,36 @@ from pathlib import Path
 EPOCH = "TIMESTAMP '1970-01-01 00:00:00'"
 
 
+def epoch_millis(column: str) -> str:
+    """SQL for a TIMESTAMP(3) column (UTC) as milliseconds since the epoch."""
+    return (f"(CAST(TIMESTAMPDIFF(SECOND, {EPOCH}, {column}) AS BIGINT) * 1000 "
+            f"+ CAST(DATE_FORMAT({column}, 'SSS') AS BIGINT))")  # fmt: skip
+
+
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     p.add_argument("--source-topic", default="clickstream.events", help="the clickstream topic")
     p.add_argument("--output-topic", required=True, help="where the job writes its results")
     p.add_argument("--rejects-topic", default="rt.stream_rejects", help="malformed and late events go here")
-    p.add_argument("--group-id", required=True, help="Kafka consumer group (offsets are committed on checkpoints)")
+    p.add_argument(
+        "--group-id", required=True, help="Kafka consumer group (offsets are committed on checkpoints)"
+    )
     p.add_argument("--state-dir", required=True, type=Path, help="checkpoints and the status file live here")
     p.add_argument("--connector-jar", required=True, type=Path, help="flink-sql-connector-kafka jar")
-    p.add_argument("--checkpoint-seconds", type=int, default=5, help="checkpoint (and output commit) interval")
+    p.add_argument(
+        "--checkpoint-seconds", type=int, default=5, help="checkpoint (and output commit) interval"
+    )
     p.add_argument("--watermark-seconds", type=int, default=10, help="how out of order events may arrive")
-    p.add_argument("--idle-seconds", type=int, default=30, help="a partition without events this long is idle")
+    p.add_argument(
+        "--idle-seconds",
+        type=int,
+        default=0,
+        help="a partition without events this long stops holding the watermark back (0: never; "
+        "then every partition must see events for windows to close, and nothing is late by accident)",
+    )
     return p
 
 
@@ -63,9 +81,10 @@ def table_env(args: argparse.Namespace, job: str):
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "2",
         "table.local-time-zone": "UTC",
-        "table.exec.source.idle-timeout": f"{args.idle_seconds}s",
         "taskmanager.memory.process.size": "1024m",
     }
+    if args.idle_seconds > 0:
+        values["table.exec.source.idle-timeout"] = f"{args.idle_seconds}s"
     restore = latest_checkpoint(checkpoints)
     if restore:
         values["execution.state-recovery.path"] = restore.resolve().as_uri()

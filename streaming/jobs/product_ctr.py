@@ -9,7 +9,9 @@ from jobs import common
 
 JOB = "product_ctr"
 # Late: the watermark has already passed the end of the event's minute.
-LATE = "FLOOR(event_ts TO MINUTE) + INTERVAL '1' MINUTE - INTERVAL '0.001' SECOND <= CURRENT_WATERMARK(event_ts)"
+LATE = (
+    "FLOOR(event_ts TO MINUTE) + INTERVAL '1' MINUTE - INTERVAL '0.001' SECOND <= CURRENT_WATERMARK(event_ts)"
+)
 RELEVANT = "event_type IN ('impression', 'click') AND product_id IS NOT NULL"
 COLUMNS = (
     "product_id BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), window_start_ms BIGINT, "
@@ -26,7 +28,7 @@ def build(t_env, args) -> list[str]:
     aggregate = f"""
         INSERT INTO product_ctr
         SELECT product_id, window_start, window_end,
-          CAST(TIMESTAMPDIFF(SECOND, {common.EPOCH}, window_start) AS BIGINT) * 1000,
+          {common.epoch_millis("window_start")},
           impressions, clicks,
           CASE WHEN impressions > 0 THEN CAST(clicks AS DOUBLE) / impressions END
         FROM (

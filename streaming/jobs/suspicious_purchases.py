@@ -24,8 +24,12 @@ COLUMNS = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--amount-factor", type=float, default=5.0, help="times the usual amount that is suspicious")
-    p.add_argument("--burst-count", type=int, default=5, help="purchases within the burst window that are suspicious")
+    p.add_argument(
+        "--amount-factor", type=float, default=5.0, help="times the usual amount that is suspicious"
+    )
+    p.add_argument(
+        "--burst-count", type=int, default=5, help="purchases within the burst window that are suspicious"
+    )
     p.add_argument("--burst-minutes", type=int, default=10, help="the burst window")
 
 
@@ -36,7 +40,7 @@ def build(t_env, args) -> list[str]:
         SELECT event_id, user_id, product_id, merchant_id, COALESCE(price, 0) * quantity AS amount, event_ts
         FROM events
         WHERE malformed_reason IS NULL AND {RELEVANT} AND {common.on_time(LATE)}""")
-    millis = f"CAST(TIMESTAMPDIFF(SECOND, {common.EPOCH}, event_ts) AS BIGINT) * 1000"
+    millis = common.epoch_millis("event_ts")
     spikes = f"""
         SELECT event_id, user_id, product_id, merchant_id, amount, event_ts, {millis},
           'amount_spike', (total - amount) / (n - 1), CAST(NULL AS BIGINT)
@@ -59,7 +63,10 @@ def build(t_env, args) -> list[str]:
         )
         WHERE n >= {args.burst_count}"""
     # One INSERT for both reasons: each Kafka sink needs transactional ids of its own.
-    return [f"INSERT INTO purchase_alerts {spikes} UNION ALL {bursts}", common.reject_statement(JOB, LATE, RELEVANT)]
+    return [
+        f"INSERT INTO purchase_alerts {spikes} UNION ALL {bursts}",
+        common.reject_statement(JOB, LATE, RELEVANT),
+    ]
 
 
 if __name__ == "__main__":

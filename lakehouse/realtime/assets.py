@@ -1,0 +1,225 @@
+"""Real-time assets: the PyFlink stream jobs (and their output topics), the landing of their
+outputs in the lake, and the Apache Pinot tables that serve merchants' dashboards."""
+
+import dagster as dg
+
+from lakehouse.cdc.assets import change_log_key
+from lakehouse.ingest.assets import RAW_KEY
+from lakehouse.ingest.landing import land_topic, raw_appender
+from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
+from lakehouse.realtime import flink
+from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotClient, PinotRejected, render
+from lakehouse.resources import KafkaResource, LakeResource
+from lakehouse.settings import get_settings
+from lakehouse.stack.errors import StackError
+
+LANDING_APP_ID = "lakehouse-rt"
+MAX_INGESTION_LAG = 10_000  # records behind Kafka before the lag check warns
+
+
+def job_key(job: flink.FlinkJob) -> dg.AssetKey:
+    return dg.AssetKey(["realtime", job.name])
+
+
+def landed_key(output: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", f"rt_{output}"])
+
+
+def pinot_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["pinot", name])
+
+
+def _build_job_asset(job: flink.FlinkJob) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=job_key(job), deps=[RAW_KEY], group_name="realtime", owners=[PLATFORM_OWNER],
+        kinds={"flink", "kafka"}, freshness_policy=STREAMING_FRESHNESS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=f"{job.description} A PyFlink job, started here and kept running; its output topic "
+        f"is `rt.{job.output}`, malformed and late events go to `rt.{flink.REJECTS_OUTPUT}`.",
+    )  # fmt: skip
+    def stream_job(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        s = get_settings()
+        try:
+            status = flink.start(s, job, log=context.log.info)
+        except StackError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        return dg.MaterializeResult(
+            metadata={
+                "flink_job_id": status["job_id"],
+                "pid": status["pid"],
+                "output_topic": s.realtime_topic(job.output),
+                "rejects_topic": s.realtime_topic(flink.REJECTS_OUTPUT),
+                "source_topic": s.events_topic,
+                "latest_checkpoint": str(status.get("checkpoint")),
+                "state_dir": str(flink.state_dir(s, job)),
+            }
+        )
+
+    return stream_job
+
+
+def _build_job_check(job: flink.FlinkJob) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=job_key(job), name="flink_job_running",
+                    description="The Flink job runs, reports its state and completes checkpoints.")  # fmt: skip
+    def check() -> dg.AssetCheckResult:
+        s = get_settings()
+        status = flink.read_status(s, job)
+        reason = flink.problem(s, job)
+        return dg.AssetCheckResult(
+            passed=reason is None,
+            description=reason or "running",
+            metadata={
+                "state": str(status.get("state")),
+                "checkpoint": str(status.get("checkpoint")),
+                "log": str(flink.log_path(s, job)),
+            },  # fmt: skip
+        )
+
+    return check
+
+
+stream_job_assets = [_build_job_asset(job) for job in flink.FLINK_JOBS]
+stream_job_checks = [_build_job_check(job) for job in flink.FLINK_JOBS]
+
+LANDED_OUTPUTS = [*(job.output for job in flink.FLINK_JOBS), flink.REJECTS_OUTPUT]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            landed_key(output), group_name="raw", owners=[PLATFORM_OWNER], kinds={"kafka", "delta"},
+            freshness_policy=STREAMING_FRESHNESS,
+            deps=[job_key(j) for j in flink.FLINK_JOBS if output in (j.output, flink.REJECTS_OUTPUT)],
+            description=f"The stream jobs' `rt.{output}` topic landed in the lake as received, exactly "
+            "once (the same Kafka -> Delta landing as the clickstream).",
+        )
+        for output in LANDED_OUTPUTS
+    ],
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)  # fmt: skip
+def realtime_outputs_landed(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+    s = get_settings()
+    for output in LANDED_OUTPUTS:
+        key = landed_key(output)
+        if key not in context.selected_asset_keys:
+            continue
+        topic, table = s.realtime_topic(output), f"rt_{output}"
+        if not kafka.topic_exists(topic):
+            context.log.info(f"{topic} does not exist yet (its stream job never ran): nothing to land")
+            yield dg.MaterializeResult(asset_key=key, metadata={"topic": topic, "rows_landed": 0})
+            continue
+        uri = lake.table_uri("raw", table)
+        result = land_topic(kafka, raw_appender(uri, lake.storage_options), topic, LANDING_APP_ID,
+                            log=context.log.info)  # fmt: skip
+        yield dg.MaterializeResult(
+            asset_key=key, metadata={"topic": topic, "rows_landed": result.rows, "table_uri": uri}
+        )
+
+
+class PinotTableConfig(dg.Config):
+    config_dir: str = ""  # another folder of <table>.{schema,table}.json; default: the repo's
+
+
+class PinotResource(dg.ConfigurableResource):
+    """The Pinot cluster: controller (tables, schemas) and broker (queries)."""
+
+    controller_url: str
+    broker_url: str
+
+    def client(self) -> PinotClient:
+        return PinotClient(self.controller_url, self.broker_url)
+
+
+def _pinot_deps(table) -> list[dg.AssetKey]:
+    if isinstance(table, CdcTable):
+        return [change_log_key(table.source_table)]
+    return [job_key(j) for j in flink.FLINK_JOBS if j.output == table.output]
+
+
+def _build_pinot_asset(table) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=pinot_key(table.name), deps=_pinot_deps(table), group_name="pinot", owners=[PLATFORM_OWNER],
+        kinds={"pinot", "kafka"}, freshness_policy=STREAMING_FRESHNESS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=f"{table.description} A Pinot REALTIME table consuming Kafka; its schema and table "
+        f"config are `lakehouse/realtime/pinot/{table.name}.*.json`, applied idempotently.",
+    )  # fmt: skip
+    def pinot_table(context: dg.AssetExecutionContext, config: PinotTableConfig, pinot: PinotResource):
+        from pathlib import Path
+
+        s = get_settings()
+        client = pinot.client()
+        folder = Path(config.config_dir) if config.config_dir else None
+        try:
+            schema = client.apply_schema(render(table, s, "schema", config_dir=folder))
+            action = client.apply_table(render(table, s, "table", config_dir=folder))
+        except PinotRejected as exc:
+            raise dg.Failure(description=str(exc), metadata={"table": s.pinot_table(table.name)}) from exc
+        except StackError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        context.log.info(f"Pinot table {s.pinot_table(table.name)}: {action}")
+        return dg.MaterializeResult(
+            metadata={
+                "table": s.pinot_table(table.name),
+                "schema": schema,
+                "action": action,
+                "topic": table.topic(s),
+                "controller": pinot.controller_url,
+            }  # fmt: skip
+        )
+
+    return pinot_table
+
+
+def _build_lag_check(table) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=pinot_key(table.name), name="ingestion_lag",
+                    description=f"How many records of the Kafka topic Pinot has not consumed yet "
+                    f"(warns above {MAX_INGESTION_LAG:,}).")  # fmt: skip
+    def check(kafka: KafkaResource, pinot: PinotResource) -> dg.AssetCheckResult:
+        s = get_settings()
+        name = s.pinot_table(table.name)
+        try:
+            info = pinot.client().consuming_info(name)
+        except (PinotRejected, StackError) as exc:
+            return dg.AssetCheckResult(passed=False, description=str(exc))
+        consumed: dict[int, int] = {}
+        for replicas in info.get("_segmentToConsumingInfoMap", {}).values():
+            for replica in replicas:
+                for partition, offset in replica.get("partitionToOffsetMap", {}).items():
+                    consumed[int(partition)] = max(consumed.get(int(partition), 0), int(offset))
+        end = kafka.end_offsets(table.topic(s))
+        lag = {p: max(0, e - consumed.get(p, 0)) for p, e in end.items()}
+        total = sum(lag.values())
+        return dg.AssetCheckResult(
+            passed=total <= MAX_INGESTION_LAG and bool(consumed),
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{total:,} records behind Kafka" if consumed else "no consuming segment",
+            metadata={"records_behind": total, "per_partition": {str(p): v for p, v in lag.items()}},
+        )
+
+    return check
+
+
+pinot_table_assets = [_build_pinot_asset(t) for t in PINOT_TABLES]
+pinot_lag_checks = [_build_lag_check(t) for t in PINOT_TABLES]
+
+
+def _build_landed_check(output: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=landed_key(output), name="landed_exactly_once", blocking=True,
+                    description="No Kafka record is landed twice (each partition and offset appears once; "
+                    "transaction markers leave gaps, so offsets need not be contiguous).")  # fmt: skip
+    def check(lake: LakeResource) -> dg.AssetCheckResult:
+        if lake.table("raw", f"rt_{output}") is None:
+            return dg.AssetCheckResult(passed=True, description="nothing landed yet", metadata={"rows": 0})
+        rows = lake.read("raw", f"rt_{output}", columns=["partition", "offset"])
+        distinct = rows.group_by(["partition", "offset"]).aggregate([]).num_rows
+        return dg.AssetCheckResult(
+            passed=distinct == rows.num_rows,
+            metadata={"rows": rows.num_rows, "distinct_offsets": distinct},
+        )
+
+    return check
+
+
+landed_checks = [_build_landed_check(output) for output in LANDED_OUTPUTS]
