@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 FLINK_VENV := streaming/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
-.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query
+.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ bench-cdc: setup  ## benchmark: CDC commit-to-silver latency, MERGE against appe
 bench-query: setup  ## benchmark: warm Trino dashboard queries on gold, Spark backfill throughput
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/python benchmarks/bench_query.py
+
+bench-realtime: setup  ## benchmark: Pinot dashboard queries at 50/s, event-to-queryable freshness
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/python benchmarks/bench_realtime.py
 
 ui: setup  ## the Dagster UI on the materialized data
 	@$(BIN)/lakehouse stack up

@@ -36,6 +36,18 @@ class Namespace:
     env: dict[str, str]
 
 
+def _drop_pinot_tables(prefix: str) -> None:
+    """A namespace's Pinot tables go with it: each one keeps consuming Kafka otherwise."""
+    from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient, PinotRejected
+
+    client = PinotClient.from_settings(get_settings())
+    for table in PINOT_TABLES:
+        try:
+            client.delete_table(f"{prefix}{table.name}")
+        except PinotRejected:
+            pass  # never created
+
+
 @pytest.fixture(scope="module")
 def namespace(stack: LakehouseSettings) -> Iterator[Namespace]:
     """A fresh topic and schema prefix for the tests of one module (the environment is restored after)."""
@@ -50,6 +62,7 @@ def namespace(stack: LakehouseSettings) -> Iterator[Namespace]:
         from lakehouse.realtime.flink import stop_all
 
         stop_all(stack.home, only_namespace=tag)  # stream jobs a test started in its namespace
+        _drop_pinot_tables(f"{tag}_")
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
