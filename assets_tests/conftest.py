@@ -1,5 +1,6 @@
 """Shared fixtures: the live local stack (started once per session) and a private namespace in it."""
 
+import contextlib
 from __future__ import annotations
 
 import os
@@ -42,10 +43,8 @@ def _drop_pinot_tables(prefix: str) -> None:
 
     client = PinotClient.from_settings(get_settings())
     for table in PINOT_TABLES:
-        try:
+        with contextlib.suppress(PinotRejected):  # never created
             client.delete_table(f"{prefix}{table.name}")
-        except PinotRejected:
-            pass  # never created
 
 
 @pytest.fixture(scope="module")

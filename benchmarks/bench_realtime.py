@@ -15,6 +15,7 @@ Last line: `pinot_p50_ms=.. pinot_p99_ms=.. freshness_p95_s=..` (freshness: the 
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -187,10 +188,8 @@ def main() -> int:
     finally:
         flink.stop_all(s.home, log=lambda _: None, only_namespace=tag)
         for name in tables:
-            try:
+            with contextlib.suppress(Exception):  # best effort
                 client.delete_table(s.pinot_table(name))
-            except Exception:  # noqa: BLE001 - best effort
-                pass
 
 
 if __name__ == "__main__":
