@@ -1,8 +1,8 @@
 """Shared fixtures: the live local stack (started once per session) and a private namespace in it."""
 
-import contextlib
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator

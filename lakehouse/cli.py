@@ -140,6 +140,30 @@ def _docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream(args: argparse.Namespace) -> int:
+    from lakehouse.realtime import flink
+
+    s = get_settings()
+    jobs = [flink.by_name(n) for n in args.jobs] if args.jobs else flink.FLINK_JOBS
+    if args.action == "start":
+        for job in jobs:
+            flink.start(s, job)
+        return 0
+    if args.action == "stop":
+        for job in jobs:
+            if not flink.stop(s, job):
+                print(f"{job.name}: not running")
+        return 0
+    problems = 0
+    for job in jobs:
+        status, problem = flink.read_status(s, job), flink.problem(s, job)
+        problems += problem is not None
+        print(f"{job.name:<22} {problem or 'running'}  (Flink job {status.get('job_id', '-')}, "
+              f"checkpoint {status.get('checkpoint', '-')}, output {s.realtime_topic(job.output)}, "
+              f"log {flink.log_path(s, job)})")  # fmt: skip
+    return 1 if problems else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from lakehouse.demo import run_demo
 
@@ -154,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="start, stop and inspect the local services",
-                           description="Run the local stack (SeaweedFS, PostgreSQL, Kafka, Kafka Connect with Debezium, Trino) as "
+                           description="Run the local stack (SeaweedFS, PostgreSQL, Kafka, Kafka Connect with Debezium, Trino, ZooKeeper, "
+                           "Pinot) as "
                            "processes on 127.0.0.1. Data survives down/up; downloads are cached.")  # fmt: skip
     stack.add_argument(
         "action",
@@ -245,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "(LAKEHOUSE_DOCS_PORT, default 8580).")  # fmt: skip
     docs.add_argument("--port", type=int, default=None, help="port (default: LAKEHOUSE_DOCS_PORT)")
     docs.set_defaults(func=_docs)
+
+    stream = sub.add_parser("stream", help="the PyFlink stream jobs: start, stop, status",
+                            description="Runs the jobs of streaming/jobs as local processes (a Flink mini-cluster "
+                            "each), as the realtime/* assets do. status exits 1 if a job is down or stalled.")  # fmt: skip
+    stream.add_argument("action", choices=["start", "stop", "status"])
+    stream.add_argument(
+        "jobs", nargs="*", help="product_ctr, cart_abandonment, suspicious_purchases (default: all)"
+    )
+    stream.set_defaults(func=_stream)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

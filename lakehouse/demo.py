@@ -98,6 +98,48 @@ def gold_summary(s: LakehouseSettings) -> list[str]:
     return lines
 
 
+def realtime_summary(s: LakehouseSettings, events: int = 3000) -> list[str]:
+    """Live traffic through the stream jobs into Pinot, and what a merchant's dashboard shows."""
+    from datetime import UTC, datetime, timedelta
+
+    from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events
+    from lakehouse.realtime import flink
+    from lakehouse.realtime.pinot import PinotClient
+    from lakehouse.resources.kafka import make_producer
+
+    live = generate_events(GeneratorConfig(events=events, days=1))
+    live.sort(key=lambda e: e["event_time"])  # live traffic arrives about in event-time order
+    producer = make_producer(s.kafka_bootstrap)
+    for message in encode(live):
+        producer.produce(s.events_topic, key=message.key, value=message.value)
+    producer.flush()
+    client = PinotClient.from_settings(s)
+    ctr, orders, alerts = (s.pinot_table(n) for n in ("product_ctr", "merchant_orders", "purchase_alerts"))
+
+    def count(table: str) -> int:
+        return client.query(f"SELECT COUNT(*) FROM {table}")[0][0]
+
+    deadline = time.monotonic() + 180
+    while count(ctr) == 0 and time.monotonic() < deadline:
+        time.sleep(2)
+    since = int((datetime.now(UTC) - timedelta(minutes=15)).timestamp() * 1000)
+    sales = client.query(f"SELECT merchant_id, SUM(total), COUNT(*) FROM {orders} WHERE created_at >= {since} "
+                         "AND is_deleted = 0 GROUP BY merchant_id ORDER BY SUM(total) DESC LIMIT 3")  # fmt: skip
+    top = client.query(f"SELECT product_id, SUM(clicks) * 1.0 / SUM(impressions) FROM {ctr} GROUP BY product_id "
+                       "HAVING SUM(impressions) >= 10 ORDER BY SUM(clicks) * 1.0 / SUM(impressions) DESC LIMIT 3")  # fmt: skip
+    lines = [f"sent {len(live)} live events (the last day, in event-time order) to {s.events_topic}"]
+    lines += [
+        f"{j.name:<22} {flink.problem(s, j) or 'running'}" for j in flink.FLINK_JOBS
+    ]
+    lines.append(
+        f"Pinot rows: {count(ctr)} product-minutes of CTR, {count(orders)} orders, {count(alerts)} alerts"
+    )
+    lines.append("sales of the last 15 minutes: " + (", ".join(
+        f"merchant {m} {total:.2f} ({n} orders)" for m, total, n in sales) or "none"))  # fmt: skip
+    lines.append("top click-through: " + (", ".join(f"product {p} {r:.3f}" for p, r in top) or "none yet"))
+    return lines
+
+
 def _live_rows(lake, table: str) -> int:
     from lakehouse.cdc.apply import current_state
 
@@ -136,9 +178,13 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     print("\ngold (Trino):")
     for line in gold_summary(s):
         print(f"  {line}")
+    print("\nreal time (Flink -> Kafka -> Pinot):", flush=True)
+    for line in realtime_summary(s):
+        print(f"  {line}")
     print("\nopen:")
     print(f"  Dagster UI    make ui  ->  http://127.0.0.1:{s.dagster_port}")
     print(f"  dbt docs      make docs  ->  http://127.0.0.1:{s.docs_port}  (built at {s.docs_dir})")
+    print(f"  Pinot         {s.pinot_controller_url}  (query console; broker {s.pinot_broker_url})")
     print(f"  Trino         http://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog}, "
           f"schemas {s.schema('silver')}, {s.schema('gold')})")  # fmt: skip
     print(f"  Object store  {s.s3_endpoint}  (bucket {s.bucket})")

@@ -146,12 +146,17 @@ def _build_pinot_asset(table) -> dg.AssetsDefinition:
         f"config are `lakehouse/realtime/pinot/{table.name}.*.json`, applied idempotently.",
     )  # fmt: skip
     def pinot_table(
-        context: dg.AssetExecutionContext, config: PinotTableConfig, pinot: PinotResource, kafka: KafkaResource
+        context: dg.AssetExecutionContext,
+        config: PinotTableConfig,
+        pinot: PinotResource,
+        kafka: KafkaResource,
     ):
         from pathlib import Path
 
         s = get_settings()
-        if not kafka.topic_exists(table.topic(s)):  # Pinot answers a missing topic with a NullPointerException
+        if not kafka.topic_exists(
+            table.topic(s)
+        ):  # Pinot answers a missing topic with a NullPointerException
             raise dg.Failure(
                 description=f"the Kafka topic {table.topic(s)} that Pinot table {s.pinot_table(table.name)} "
                 "consumes does not exist yet; materialize the assets upstream of this one first "
