@@ -7,8 +7,10 @@ import uuid
 import psutil
 import pyarrow as pa
 import pytest
+from conftest import wait_until
 from deltalake import DeltaTable, write_deltalake
 
+from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient, PinotRejected, render
 from lakehouse.resources import LakeResource
 from lakehouse.stack import manager
 from lakehouse.stack.process import port_owner
@@ -33,6 +35,21 @@ def test_down_stops_everything_and_data_survives(stack):
     lake = LakeResource.from_settings(stack)
     uri = f"s3://{stack.bucket}/_lifecycle_test/{uuid.uuid4().hex}"
     write_deltalake(uri, pa.table({"n": [1, 2, 3]}), storage_options=lake.storage_options)
+    # A Pinot table (the orders' change stream) must come back with its rows too.
+    pinot_settings = stack.model_copy(update={"schema_prefix": "lifecycle_"})
+    orders = next(t for t in PINOT_TABLES if t.name == "merchant_orders")
+    pinot = PinotClient.from_settings(stack)
+    pinot.apply_schema(render(orders, pinot_settings, "schema"))
+    pinot.apply_table(render(orders, pinot_settings, "table"))
+    count_sql = f"SELECT COUNT(*) FROM {pinot_settings.pinot_table('merchant_orders')}"
+
+    def pinot_rows() -> int:
+        try:
+            return pinot.query(count_sql)[0][0]
+        except PinotRejected:  # the broker has no route to the table yet
+            return 0
+
+    rows = wait_until(pinot_rows, 120, "Pinot to consume the orders")
     ours = manager.our_processes(stack)
     assert ours, "the stack should be running"
 
@@ -52,3 +69,5 @@ def test_down_stops_everything_and_data_survives(stack):
     assert DeltaTable(uri, storage_options=lake.storage_options).to_pyarrow_table().column(
         "n"
     ).to_pylist() == [1, 2, 3]
+    wait_until(lambda: pinot_rows() >= rows, 180, "the Pinot table after the restart")
+    pinot.delete_table(pinot_settings.pinot_table("merchant_orders"))
