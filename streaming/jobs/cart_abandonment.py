@@ -5,8 +5,12 @@ passes the last event plus the timeout, as in the batch `silver/sessions`' `aban
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from jobs import common
+if not __package__:  # run as a file, e.g. `flink run --python streaming/jobs/<job>.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs import common  # noqa: E402
 
 JOB = "cart_abandonment"
 RELEVANT = "TRUE"

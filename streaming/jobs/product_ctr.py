@@ -4,8 +4,12 @@ windows. A window is written once, when the watermark passes its end."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from jobs import common
+if not __package__:  # run as a file, e.g. `flink run --python streaming/jobs/<job>.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs import common  # noqa: E402
 
 JOB = "product_ctr"
 # Late: the watermark has already passed the end of the event's minute.

@@ -9,8 +9,12 @@ A purchase is judged when the watermark passes it, in event-time order per user.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from jobs import common
+if not __package__:  # run as a file, e.g. `flink run --python streaming/jobs/<job>.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs import common  # noqa: E402
 
 JOB = "suspicious_purchases"
 LATE = "event_ts <= CURRENT_WATERMARK(event_ts)"
