@@ -28,6 +28,8 @@ from lakehouse.realtime.assets import (
     realtime_outputs_landed,
     stream_job_assets,
     stream_job_checks,
+    stream_jobs,
+    stream_jobs_watchdog,
 )
 from lakehouse.resources import build_resources
 from lakehouse.settings import get_settings
@@ -66,8 +68,15 @@ defs = dg.Definitions(
         *landed_checks,
         *pinot_lag_checks,
     ],
-    jobs=[all_assets_job, daily_batch_job, clickstream_ingest_job, cdc_apply_job, table_maintenance],
-    sensors=[clickstream_kafka_sensor, cdc_kafka_sensor, gold_automation_sensor],
+    jobs=[
+        all_assets_job,
+        daily_batch_job,
+        clickstream_ingest_job,
+        cdc_apply_job,
+        table_maintenance,
+        stream_jobs,
+    ],
+    sensors=[clickstream_kafka_sensor, cdc_kafka_sensor, gold_automation_sensor, stream_jobs_watchdog],
     schedules=[table_maintenance_schedule, daily_batch_schedule],
     resources={
         **build_resources(settings),

@@ -128,9 +128,7 @@ def realtime_summary(s: LakehouseSettings, events: int = 3000) -> list[str]:
     top = client.query(f"SELECT product_id, SUM(clicks) * 1.0 / SUM(impressions) FROM {ctr} GROUP BY product_id "
                        "HAVING SUM(impressions) >= 10 ORDER BY SUM(clicks) * 1.0 / SUM(impressions) DESC LIMIT 3")  # fmt: skip
     lines = [f"sent {len(live)} live events (the last day, in event-time order) to {s.events_topic}"]
-    lines += [
-        f"{j.name:<22} {flink.problem(s, j) or 'running'}" for j in flink.FLINK_JOBS
-    ]
+    lines += [f"{j.name:<22} {flink.problem(s, j) or 'running'}" for j in flink.FLINK_JOBS]
     lines.append(
         f"Pinot rows: {count(ctr)} product-minutes of CTR, {count(orders)} orders, {count(alerts)} alerts"
     )

@@ -1,6 +1,8 @@
 """Real-time assets: the PyFlink stream jobs (and their output topics), the landing of their
 outputs in the lake, and the Apache Pinot tables that serve merchants' dashboards."""
 
+import time
+
 import dagster as dg
 
 from lakehouse.cdc.assets import change_log_key
@@ -236,3 +238,38 @@ def _build_landed_check(output: str) -> dg.AssetChecksDefinition:
 
 
 landed_checks = [_build_landed_check(output) for output in LANDED_OUTPUTS]
+
+
+stream_jobs = dg.define_asset_job(
+    "stream_jobs",
+    selection=dg.AssetSelection.assets(*(job_key(j) for j in flink.FLINK_JOBS)),
+    description="Start the PyFlink stream jobs that are not running (each resumes from its checkpoint).",
+)
+
+
+def jobs_to_restart(s) -> dict[str, str]:
+    """Jobs that were started here once and are not running now, with what is wrong."""
+    down = {}
+    for job in flink.FLINK_JOBS:
+        if not flink.state_dir(s, job).exists():
+            continue  # never started in this environment: materialize realtime/<job> to start it
+        problem = flink.problem(s, job)
+        if problem and "is not running" in problem:
+            down[job.name] = problem
+    return down
+
+
+@dg.sensor(job=stream_jobs, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Watchdog: restarts a stream job whose process is gone (it resumes from its newest "
+           "checkpoint, so nothing is lost or written twice). Jobs never started are left alone.")  # fmt: skip
+def stream_jobs_watchdog(context: dg.SensorEvaluationContext):
+    down = jobs_to_restart(get_settings())
+    if not down:
+        return dg.SkipReason("every stream job that was started is running")
+    for problem in down.values():
+        context.log.warning(problem)
+    return dg.RunRequest(
+        run_key=f"restart-{'-'.join(sorted(down))}-{int(time.time())}",
+        asset_selection=[job_key(flink.by_name(n)) for n in sorted(down)],
+        tags={"lakehouse/restarted": ",".join(sorted(down))},
+    )
