@@ -104,7 +104,10 @@ def main() -> int:
     ctr_table, orders_table = s.pinot_table("product_ctr"), s.pinot_table("merchant_orders")
     alerts_table = s.pinot_table("purchase_alerts")
     try:
-        print(f"1. data: {args.events:,} events through the Flink CTR job; an OLTP workload for the orders", flush=True)
+        print(
+            f"1. data: {args.events:,} events through the Flink CTR job; an OLTP workload for the orders",
+            flush=True,
+        )
         ensure_topic(s.kafka_bootstrap, s.events_topic, partitions=s.events_partitions)
         ctr_job = flink.by_name("product_ctr")
         flink.start(s, ctr_job)
@@ -129,7 +132,10 @@ def main() -> int:
             print("bench: the Pinot tables stayed empty for 300 s", file=sys.stderr)
             return 1
         time.sleep(10)  # let the CTR job work through the stream
-        print(f"   {count(ctr_table):,} product-minutes of CTR and {count(orders_table):,} orders in Pinot", flush=True)
+        print(
+            f"   {count(ctr_table):,} product-minutes of CTR and {count(orders_table):,} orders in Pinot",
+            flush=True,
+        )
 
         since_ms = int((datetime.now(UTC) - timedelta(minutes=15)).timestamp() * 1000)
         day_ms = int((now - timedelta(days=1)).timestamp() * 1000)
@@ -147,7 +153,9 @@ def main() -> int:
                 client.query(sql)
 
         print(f"2. load: {args.qps:g} queries/s for {args.seconds:g} s", flush=True)
-        baseline, base_errors = load(client, [f"SELECT COUNT(*) FROM {ctr_table}"], args.qps, min(args.seconds, 10))
+        baseline, base_errors = load(
+            client, [f"SELECT COUNT(*) FROM {ctr_table}"], args.qps, min(args.seconds, 10)
+        )
         latencies, errors = load(client, dashboard, args.qps, args.seconds)
         print(f"   baseline SELECT COUNT(*): {len(baseline)} answers, {base_errors} errors, {fmt(baseline)}")
         print(f"   dashboard queries:       {len(latencies)} answers, {errors} errors, {fmt(latencies)}")
@@ -183,7 +191,9 @@ def main() -> int:
         p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
         print(f"targets: p99 under 100 ms ({'met' if p99 < 100 else 'missed'}), freshness p95 under 5 s "
               f"({'met' if percentile(produced, 0.95) < 5 else 'missed'})")  # fmt: skip
-        print(f"pinot_p50_ms={p50:.1f} pinot_p99_ms={p99:.1f} freshness_p95_s={percentile(produced, 0.95):.2f}")
+        print(
+            f"pinot_p50_ms={p50:.1f} pinot_p99_ms={p99:.1f} freshness_p95_s={percentile(produced, 0.95):.2f}"
+        )
         return 0
     finally:
         flink.stop_all(s.home, log=lambda _: None, only_namespace=tag)
