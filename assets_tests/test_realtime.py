@@ -326,13 +326,12 @@ def test_a_killed_job_is_restarted_by_the_watchdog_and_resumes_exactly_once(name
     send(s, later)
     time.sleep(2)
     for job in flink.FLINK_JOBS:
-        record = flink._record(s, job)
+        record = flink.process_record(s, job)
         assert record is not None, job.name
         root = psutil.Process(record.pid)
         for proc in [*root.children(recursive=True), root]:
             proc.kill()
-    wait_until(lambda: all("is not running" in (flink.problem(s, j) or "") for j in flink.FLINK_JOBS),
-               30, "the jobs to be gone")  # fmt: skip
+    wait_until(lambda: not any(flink.running(s, j) for j in flink.FLINK_JOBS), 30, "the jobs to be gone")
     request = stream_jobs_watchdog(dg.build_sensor_context())
     assert isinstance(request, dg.RunRequest)
     assert set(request.asset_selection) == {dg.AssetKey(["realtime", j.name]) for j in flink.FLINK_JOBS}

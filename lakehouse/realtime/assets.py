@@ -248,15 +248,13 @@ stream_jobs = dg.define_asset_job(
 
 
 def jobs_to_restart(s) -> dict[str, str]:
-    """Jobs that were started here once and are not running now, with what is wrong."""
-    down = {}
-    for job in flink.FLINK_JOBS:
-        if not flink.state_dir(s, job).exists():
-            continue  # never started in this environment: materialize realtime/<job> to start it
-        problem = flink.problem(s, job)
-        if problem and "is not running" in problem:
-            down[job.name] = problem
-    return down
+    """Jobs that were started here once and whose process is gone, with what is wrong."""
+    return {
+        job.name: flink.problem(s, job) or ""
+        for job in flink.FLINK_JOBS
+        # never started in this environment: materialize realtime/<job> to start it
+        if flink.state_dir(s, job).exists() and not flink.running(s, job)
+    }
 
 
 @dg.sensor(job=stream_jobs, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,

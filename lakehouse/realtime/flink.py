@@ -115,12 +115,17 @@ def read_status(s: LakehouseSettings, job: FlinkJob) -> dict:
         return {}
 
 
-def _record(s: LakehouseSettings, job: FlinkJob) -> process.ProcessRecord | None:
+def process_record(s: LakehouseSettings, job: FlinkJob) -> process.ProcessRecord | None:
     record = process.read_record(_run_dir(s), _record_name(s, job))
     if record and not record.is_alive():
         process.drop_record(_run_dir(s), _record_name(s, job))
         return None
     return record
+
+
+def running(s: LakehouseSettings, job: FlinkJob) -> bool:
+    """Whether the job's process (started here) is alive."""
+    return process_record(s, job) is not None
 
 
 def log_path(s: LakehouseSettings, job: FlinkJob) -> Path:
@@ -137,7 +142,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 def problem(s: LakehouseSettings, job: FlinkJob) -> str | None:
     """None when the job runs and checkpoints, else what is wrong."""
     status = read_status(s, job)
-    if _record(s, job) is None:
+    if not running(s, job):
         error = f": {status['error']}" if status.get("error") else ""
         return f"the {job.name} job is not running (last state {status.get('state', 'unknown')}{error})"
     if status.get("state") != "RUNNING":
@@ -154,7 +159,7 @@ def problem(s: LakehouseSettings, job: FlinkJob) -> str | None:
 
 def start(s: LakehouseSettings, job: FlinkJob, log=print, timeout: float = 300.0) -> dict:
     """Run the job if it is not running yet, and wait until Flink reports it RUNNING."""
-    record = _record(s, job)
+    record = process_record(s, job)
     if record is None:
         for name in (job.output, REJECTS_OUTPUT):
             ensure_topic(s.kafka_bootstrap, s.realtime_topic(name), partitions=1)
@@ -187,7 +192,7 @@ def start(s: LakehouseSettings, job: FlinkJob, log=print, timeout: float = 300.0
 
 
 def stop(s: LakehouseSettings, job: FlinkJob, log=print) -> bool:
-    record = _record(s, job)
+    record = process_record(s, job)
     if record is None:
         return False
     log(f"{job.name} ({namespace(s)}): stopping pid {record.pid} ...")
