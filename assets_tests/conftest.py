@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -37,16 +36,6 @@ class Namespace:
     env: dict[str, str]
 
 
-def _drop_pinot_tables(prefix: str) -> None:
-    """A namespace's Pinot tables go with it: each one keeps consuming Kafka otherwise."""
-    from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient, PinotRejected
-
-    client = PinotClient.from_settings(get_settings())
-    for table in PINOT_TABLES:
-        with contextlib.suppress(PinotRejected):  # never created
-            client.delete_table(f"{prefix}{table.name}")
-
-
 @pytest.fixture(scope="module")
 def namespace(stack: LakehouseSettings) -> Iterator[Namespace]:
     """A fresh topic and schema prefix for the tests of one module (the environment is restored after)."""
@@ -61,7 +50,9 @@ def namespace(stack: LakehouseSettings) -> Iterator[Namespace]:
         from lakehouse.realtime.flink import stop_all
 
         stop_all(stack.home, only_namespace=tag)  # stream jobs a test started in its namespace
-        _drop_pinot_tables(f"{tag}_")
+        from lakehouse.realtime.pinot import PinotClient
+
+        PinotClient.from_settings(stack).drop_tables(f"{tag}_")  # each would keep consuming Kafka
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -86,3 +77,13 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pinot_rows(client, table: str, where: str = "") -> int:
+    """Rows of a Pinot table, 0 while the broker has no route to it yet (a new or restarted table)."""
+    from lakehouse.realtime.pinot import PinotRejected
+
+    try:
+        return client.count(table, where)
+    except PinotRejected:
+        return 0

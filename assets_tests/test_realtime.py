@@ -17,12 +17,11 @@ import dagster as dg
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import wait_until
+from conftest import pinot_rows, wait_until
 
-from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events
+from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
 from lakehouse.realtime import flink
 from lakehouse.realtime.assets import (
-    PinotResource,
     landed_checks,
     pinot_lag_checks,
     pinot_table_assets,
@@ -31,7 +30,7 @@ from lakehouse.realtime.assets import (
     stream_job_checks,
     stream_jobs_watchdog,
 )
-from lakehouse.realtime.pinot import CONFIG_DIR, PinotClient, PinotRejected
+from lakehouse.realtime.pinot import CONFIG_DIR, PinotClient
 from lakehouse.resources import build_resources
 from lakehouse.resources.kafka import ensure_topic, make_producer
 
@@ -139,10 +138,7 @@ def read_topic(bootstrap: str, topic: str) -> list[dict]:
 
 
 def materialize(settings, assets, checks=(), run_config=None, raise_on_error=True):
-    resources = {**build_resources(settings),
-                 "pinot": PinotResource(controller_url=settings.pinot_controller_url,
-                                        broker_url=settings.pinot_broker_url)}  # fmt: skip
-    return dg.materialize([*assets, *checks], resources=resources, run_config=run_config,
+    return dg.materialize([*assets, *checks], resources=build_resources(settings), run_config=run_config,
                           raise_on_error=raise_on_error)  # fmt: skip
 
 
@@ -158,11 +154,7 @@ def advance_watermark(settings, latest: datetime) -> None:
 
 def send(settings, events: list[dict]) -> None:
     """Events in event-time order (keyed by user: each partition is in order), then move the watermark."""
-    events = sorted(events, key=ts)
-    producer = make_producer(settings.kafka_bootstrap)
-    for message in encode(events):
-        producer.produce(settings.events_topic, key=message.key, value=message.value)
-    producer.flush()
+    produce(settings, settings.events_topic, encode(sorted(events, key=ts)), progress=False)
     advance_watermark(settings, max(ts(e) for e in events))
 
 
@@ -259,10 +251,7 @@ def test_outputs_and_orders_reach_pinot_with_exact_counts(namespace, produced):
     alerts = len(read_topic(s.kafka_bootstrap, s.realtime_topic("purchase_alerts")))
 
     def count(table: str, where: str = "") -> int:
-        try:
-            return client.query(f"SELECT COUNT(*) FROM {s.pinot_table(table)} {where}")[0][0]
-        except PinotRejected:  # a new table: the broker has no route to it yet
-            return -1
+        return pinot_rows(client, s.pinot_table(table), where)
 
     wait_until(lambda: count("product_ctr") == ctr_rows, 60, "Pinot's product_ctr")
     wait_until(lambda: count("purchase_alerts") == alerts, 60, "Pinot's purchase_alerts")

@@ -7,10 +7,10 @@ import uuid
 import psutil
 import pyarrow as pa
 import pytest
-from conftest import wait_until
+from conftest import pinot_rows, wait_until
 from deltalake import DeltaTable, write_deltalake
 
-from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient, PinotRejected, render
+from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient
 from lakehouse.resources import LakeResource
 from lakehouse.stack import manager
 from lakehouse.stack.process import port_owner
@@ -39,17 +39,9 @@ def test_down_stops_everything_and_data_survives(stack):
     pinot_settings = stack.model_copy(update={"schema_prefix": "lifecycle_"})
     orders = next(t for t in PINOT_TABLES if t.name == "merchant_orders")
     pinot = PinotClient.from_settings(stack)
-    pinot.apply_schema(render(orders, pinot_settings, "schema"))
-    pinot.apply_table(render(orders, pinot_settings, "table"))
-    count_sql = f"SELECT COUNT(*) FROM {pinot_settings.pinot_table('merchant_orders')}"
-
-    def pinot_rows() -> int:
-        try:
-            return pinot.query(count_sql)[0][0]
-        except PinotRejected:  # the broker has no route to the table yet
-            return 0
-
-    rows = wait_until(pinot_rows, 120, "Pinot to consume the orders")
+    pinot.apply(orders, pinot_settings)
+    table = pinot_settings.pinot_table("merchant_orders")
+    rows = wait_until(lambda: pinot_rows(pinot, table), 120, "Pinot to consume the orders")
     ours = manager.our_processes(stack)
     assert ours, "the stack should be running"
 
@@ -69,5 +61,5 @@ def test_down_stops_everything_and_data_survives(stack):
     assert DeltaTable(uri, storage_options=lake.storage_options).to_pyarrow_table().column(
         "n"
     ).to_pylist() == [1, 2, 3]
-    wait_until(lambda: pinot_rows() >= rows, 180, "the Pinot table after the restart")
-    pinot.delete_table(pinot_settings.pinot_table("merchant_orders"))
+    wait_until(lambda: pinot_rows(pinot, table) >= rows, 180, "the Pinot table after the restart")
+    pinot.delete_table(table)

@@ -90,9 +90,9 @@ def main() -> int:
     import psycopg
 
     from lakehouse.cdc.workload import run_workload
-    from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events
+    from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
     from lakehouse.realtime import flink
-    from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient, render
+    from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient, merchant_sales_sql, top_ctr_sql
     from lakehouse.resources.kafka import ensure_topic, make_producer
     from lakehouse.settings import get_settings
     from lakehouse.stack import manager
@@ -100,7 +100,6 @@ def main() -> int:
     s = get_settings()
     manager.up(s)
     client = PinotClient.from_settings(s)
-    tables = {t.name: t for t in PINOT_TABLES}
     ctr_table, orders_table = s.pinot_table("product_ctr"), s.pinot_table("merchant_orders")
     alerts_table = s.pinot_table("purchase_alerts")
     try:
@@ -114,19 +113,12 @@ def main() -> int:
         now = datetime.now(UTC)
         events = generate_events(GeneratorConfig(events=args.events, days=1, end=now))
         events.sort(key=lambda e: e["event_time"])
-        producer = make_producer(s.kafka_bootstrap)
-        for message in encode(events):
-            producer.produce(s.events_topic, key=message.key, value=message.value)
-        producer.flush()
+        produce(s, s.events_topic, encode(events), progress=False)
         ensure_topic(s.kafka_bootstrap, s.realtime_topic("purchase_alerts"), partitions=1)
-        for name in ("merchant_orders", "product_ctr", "purchase_alerts"):
-            client.apply_schema(render(tables[name], s, "schema"))
-            client.apply_table(render(tables[name], s, "table"))
+        for table in PINOT_TABLES:
+            client.apply(table, s)
         run_workload(s, operations=300, progress=False)
-
-        def count(table: str, where: str = "") -> int:
-            return client.query(f"SELECT COUNT(*) FROM {table} {where}")[0][0]
-
+        count = client.count
         waited = wait_for(lambda: count(ctr_table) > 0 and count(orders_table) > 0, 300, poll=1.0)
         if waited is None:
             print("bench: the Pinot tables stayed empty for 300 s", file=sys.stderr)
@@ -140,11 +132,8 @@ def main() -> int:
         since_ms = int((datetime.now(UTC) - timedelta(minutes=15)).timestamp() * 1000)
         day_ms = int((now - timedelta(days=1)).timestamp() * 1000)
         dashboard = [
-            f"SELECT merchant_id, SUM(total), COUNT(*) FROM {orders_table} "
-            f"WHERE created_at >= {since_ms} AND is_deleted = 0 GROUP BY merchant_id ORDER BY SUM(total) DESC LIMIT 10",
-            f"SELECT product_id, SUM(clicks), SUM(impressions) FROM {ctr_table} WHERE window_start_ms >= {day_ms} "
-            "GROUP BY product_id HAVING SUM(impressions) >= 5 "
-            "ORDER BY SUM(clicks) * 1.0 / SUM(impressions) DESC LIMIT 10",
+            merchant_sales_sql(orders_table, since_ms, limit=10),
+            top_ctr_sql(ctr_table, day_ms, min_impressions=5, limit=10),
         ]
         for sql in dashboard:
             print(f"   query: {sql[:110]}... -> {len(client.query(sql))} rows")
@@ -164,6 +153,7 @@ def main() -> int:
 
         print(f"3. freshness: {args.samples} samples per path", flush=True)
         produced: list[float] = []
+        producer = make_producer(s.kafka_bootstrap)
         alerts_topic = s.realtime_topic("purchase_alerts")
         for i in range(args.samples):
             event_id = f"{tag}-fresh-{i}"
@@ -197,9 +187,8 @@ def main() -> int:
         return 0
     finally:
         flink.stop_all(s.home, log=lambda _: None, only_namespace=tag)
-        for name in tables:
-            with contextlib.suppress(Exception):  # best effort
-                client.delete_table(s.pinot_table(name))
+        with contextlib.suppress(Exception):  # best effort: the benchmark's figures are printed already
+            client.drop_tables(s.schema_prefix)
 
 
 if __name__ == "__main__":

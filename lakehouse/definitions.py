@@ -21,7 +21,6 @@ from lakehouse.ingest import checks as ingest_checks
 from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_schedule
 from lakehouse.ingest.sensors import clickstream_ingest_job, clickstream_kafka_sensor
 from lakehouse.realtime.assets import (
-    PinotResource,
     landed_checks,
     pinot_lag_checks,
     pinot_table_assets,
@@ -78,11 +77,5 @@ defs = dg.Definitions(
     ],
     sensors=[clickstream_kafka_sensor, cdc_kafka_sensor, gold_automation_sensor, stream_jobs_watchdog],
     schedules=[table_maintenance_schedule, daily_batch_schedule],
-    resources={
-        **build_resources(settings),
-        "dbt": dbt_resource(),
-        "pinot": PinotResource(
-            controller_url=settings.pinot_controller_url, broker_url=settings.pinot_broker_url
-        ),
-    },
+    resources={**build_resources(settings), "dbt": dbt_resource()},
 )

@@ -102,39 +102,32 @@ def realtime_summary(s: LakehouseSettings, events: int = 3000) -> list[str]:
     """Live traffic through the stream jobs into Pinot, and what a merchant's dashboard shows."""
     from datetime import UTC, datetime, timedelta
 
-    from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events
+    from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
     from lakehouse.realtime import flink
-    from lakehouse.realtime.pinot import PinotClient
-    from lakehouse.resources.kafka import make_producer
+    from lakehouse.realtime.pinot import PinotClient, merchant_sales_sql, top_ctr_sql
 
     live = generate_events(GeneratorConfig(events=events, days=1))
     live.sort(key=lambda e: e["event_time"])  # live traffic arrives about in event-time order
-    producer = make_producer(s.kafka_bootstrap)
-    for message in encode(live):
-        producer.produce(s.events_topic, key=message.key, value=message.value)
-    producer.flush()
+    produce(s, s.events_topic, encode(live), progress=False)
     client = PinotClient.from_settings(s)
     ctr, orders, alerts = (s.pinot_table(n) for n in ("product_ctr", "merchant_orders", "purchase_alerts"))
-
-    def count(table: str) -> int:
-        return client.query(f"SELECT COUNT(*) FROM {table}")[0][0]
-
     deadline = time.monotonic() + 180
-    while count(ctr) == 0 and time.monotonic() < deadline:
+    while client.count(ctr) == 0 and time.monotonic() < deadline:
         time.sleep(2)
     since = int((datetime.now(UTC) - timedelta(minutes=15)).timestamp() * 1000)
-    sales = client.query(f"SELECT merchant_id, SUM(total), COUNT(*) FROM {orders} WHERE created_at >= {since} "
-                         "AND is_deleted = 0 GROUP BY merchant_id ORDER BY SUM(total) DESC LIMIT 3")  # fmt: skip
-    top = client.query(f"SELECT product_id, SUM(clicks) * 1.0 / SUM(impressions) FROM {ctr} GROUP BY product_id "
-                       "HAVING SUM(impressions) >= 10 ORDER BY SUM(clicks) * 1.0 / SUM(impressions) DESC LIMIT 3")  # fmt: skip
+    sales = client.query(merchant_sales_sql(orders, since, limit=3))
+    top = client.query(top_ctr_sql(ctr, since_ms=0, min_impressions=10, limit=3))
     lines = [f"sent {len(live)} live events (the last day, in event-time order) to {s.events_topic}"]
     lines += [f"{j.name:<22} {flink.problem(s, j) or 'running'}" for j in flink.FLINK_JOBS]
     lines.append(
-        f"Pinot rows: {count(ctr)} product-minutes of CTR, {count(orders)} orders, {count(alerts)} alerts"
+        f"Pinot rows: {client.count(ctr)} product-minutes of CTR, {client.count(orders)} orders, "
+        f"{client.count(alerts)} alerts"
     )
     lines.append("sales of the last 15 minutes: " + (", ".join(
         f"merchant {m} {total:.2f} ({n} orders)" for m, total, n in sales) or "none"))  # fmt: skip
-    lines.append("top click-through: " + (", ".join(f"product {p} {r:.3f}" for p, r in top) or "none yet"))
+    lines.append(
+        "top click-through: " + (", ".join(f"product {p} {c / i:.3f}" for p, c, i in top) or "none yet")
+    )
     return lines
 
 

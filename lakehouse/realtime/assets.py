@@ -2,6 +2,7 @@
 outputs in the lake, and the Apache Pinot tables that serve merchants' dashboards."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -10,8 +11,8 @@ from lakehouse.ingest.assets import RAW_KEY
 from lakehouse.ingest.landing import land_topic, raw_appender
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.realtime import flink
-from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotClient, PinotRejected, render
-from lakehouse.resources import KafkaResource, LakeResource
+from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotRejected
+from lakehouse.resources import KafkaResource, LakeResource, PinotResource
 from lakehouse.settings import get_settings
 from lakehouse.stack.errors import StackError
 
@@ -123,16 +124,6 @@ class PinotTableConfig(dg.Config):
     config_dir: str = ""  # another folder of <table>.{schema,table}.json; default: the repo's
 
 
-class PinotResource(dg.ConfigurableResource):
-    """The Pinot cluster: controller (tables, schemas) and broker (queries)."""
-
-    controller_url: str
-    broker_url: str
-
-    def client(self) -> PinotClient:
-        return PinotClient(self.controller_url, self.broker_url)
-
-
 def _pinot_deps(table) -> list[dg.AssetKey]:
     if isinstance(table, CdcTable):
         return [change_log_key(table.source_table)]
@@ -153,22 +144,17 @@ def _build_pinot_asset(table) -> dg.AssetsDefinition:
         pinot: PinotResource,
         kafka: KafkaResource,
     ):
-        from pathlib import Path
-
         s = get_settings()
-        if not kafka.topic_exists(
-            table.topic(s)
-        ):  # Pinot answers a missing topic with a NullPointerException
+        topic = table.topic(s)
+        if not kafka.topic_exists(topic):  # Pinot would answer with a NullPointerException
             raise dg.Failure(
-                description=f"the Kafka topic {table.topic(s)} that Pinot table {s.pinot_table(table.name)} "
+                description=f"the Kafka topic {topic} that Pinot table {s.pinot_table(table.name)} "
                 "consumes does not exist yet; materialize the assets upstream of this one first "
                 f"({', '.join(k.to_user_string() for k in _pinot_deps(table))})"
             )
-        client = pinot.client()
         folder = Path(config.config_dir) if config.config_dir else None
         try:
-            schema = client.apply_schema(render(table, s, "schema", config_dir=folder))
-            action = client.apply_table(render(table, s, "table", config_dir=folder))
+            schema, action = pinot.client().apply(table, s, config_dir=folder)
         except PinotRejected as exc:
             raise dg.Failure(description=str(exc), metadata={"table": s.pinot_table(table.name)}) from exc
         except StackError as exc:
@@ -179,7 +165,7 @@ def _build_pinot_asset(table) -> dg.AssetsDefinition:
                 "table": s.pinot_table(table.name),
                 "schema": schema,
                 "action": action,
-                "topic": table.topic(s),
+                "topic": topic,
                 "controller": pinot.controller_url,
             }  # fmt: skip
         )

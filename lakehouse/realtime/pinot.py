@@ -90,6 +90,23 @@ def render(table: PinotTable, s: LakehouseSettings, kind: str, config_dir: Path 
     return json.loads(string.Template(text).substitute(values))
 
 
+def merchant_sales_sql(orders_table: str, since_ms: int, limit: int) -> str:
+    """The merchant dashboard: sales per merchant since `since_ms` (live orders only)."""
+    return (
+        f"SELECT merchant_id, SUM(total), COUNT(*) FROM {orders_table} "
+        f"WHERE created_at >= {since_ms} AND is_deleted = 0 GROUP BY merchant_id ORDER BY SUM(total) DESC LIMIT {limit}"
+    )
+
+
+def top_ctr_sql(ctr_table: str, since_ms: int, min_impressions: int, limit: int) -> str:
+    """Top products by click-through rate since `since_ms`: product, clicks, impressions."""
+    return (
+        f"SELECT product_id, SUM(clicks), SUM(impressions) FROM {ctr_table} WHERE window_start_ms >= {since_ms} "
+        f"GROUP BY product_id HAVING SUM(impressions) >= {min_impressions} "
+        f"ORDER BY SUM(clicks) * 1.0 / SUM(impressions) DESC LIMIT {limit}"
+    )
+
+
 def _reason(response: requests.Response) -> str:
     try:
         body = response.json()
@@ -146,6 +163,13 @@ class PinotClient:
         self._call("POST", f"{self.controller}/tables", f"table config {name}", json=config)
         return "created"
 
+    def apply(
+        self, table: PinotTable, s: LakehouseSettings, config_dir: Path | None = None
+    ) -> tuple[str, str]:
+        """Apply the schema, then the table config, of `table`: (schema name, "created" or "updated")."""
+        schema = self.apply_schema(render(table, s, "schema", config_dir=config_dir))
+        return schema, self.apply_table(render(table, s, "table", config_dir=config_dir))
+
     def delete_table(self, name: str) -> None:
         self._call(
             "DELETE",
@@ -154,6 +178,12 @@ class PinotClient:
             params={"type": "realtime"},
         )
         self._call("DELETE", f"{self.controller}/schemas/{name}", f"deleting schema {name}")
+
+    def drop_tables(self, prefix: str) -> None:
+        """Delete the tables (and schemas) `<prefix><name>` of PINOT_TABLES that exist."""
+        for table in PINOT_TABLES:
+            if self.table_exists(f"{prefix}{table.name}"):
+                self.delete_table(f"{prefix}{table.name}")
 
     def consuming_info(self, table: str) -> dict:
         url = f"{self.controller}/tables/{table}_REALTIME/consumingSegmentsInfo"
@@ -167,3 +197,6 @@ class PinotClient:
                 f"Pinot could not run the query: {body['exceptions'][0].get('message', '')[:500]}"
             )
         return body.get("resultTable", {}).get("rows", [])
+
+    def count(self, table: str, where: str = "") -> int:
+        return self.query(f"SELECT COUNT(*) FROM {table} {where}")[0][0]

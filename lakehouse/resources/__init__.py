@@ -2,6 +2,7 @@
 
 from lakehouse.resources.kafka import KafkaResource
 from lakehouse.resources.lake import LakeResource
+from lakehouse.resources.pinot import PinotResource
 from lakehouse.resources.postgres import PostgresResource
 from lakehouse.resources.spark import LakehouseSparkResource
 from lakehouse.resources.trino import TrinoResource
@@ -20,4 +21,5 @@ def build_resources(s: LakehouseSettings) -> dict:
         "postgres": PostgresResource.from_settings(s),
         "trino": TrinoResource.from_settings(s),
         "spark": LakehouseSparkResource.from_settings(s),
+        "pinot": PinotResource.from_settings(s),
     }

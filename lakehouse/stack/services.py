@@ -96,9 +96,17 @@ def default_java() -> str:
     return java
 
 
-def java_command(java: str, heap: str, log4j: Path, classpath: str, main: str, *args: str) -> list[str]:
+def java_command(
+    java: str,
+    heap: str,
+    log4j: Path,
+    classpath: str,
+    main: str,
+    *args: str,
+    jvm_options: tuple[str, ...] = (),
+) -> list[str]:
     """A JVM service's command line: capped heap, G1, log4j2 configuration."""
-    return [java, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+    return [java, *jvm_options, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, main, *args]  # fmt: skip
 
 
@@ -560,10 +568,10 @@ class Trino(Service):
         return "server still starting" if info.get("starting", True) else None
 
 
-PINOT_OPENS = [  # Pinot 0.11 was built for Java 11; Java 17 needs these for its reflection
+PINOT_OPENS = tuple(  # Pinot 0.11 was built for Java 11; Java 17 needs these for its reflection
     f"--add-opens=java.base/{pkg}=ALL-UNNAMED"
     for pkg in ("java.lang", "java.lang.reflect", "java.nio", "java.util", "sun.nio.ch", "jdk.internal.misc")
-]
+)
 
 
 class ZooKeeper(Service):
@@ -687,11 +695,10 @@ class Pinot(Service):
             "logger.pinot.name = org.apache.pinot\nlogger.pinot.level = INFO\n"
             "logger.helix.name = org.apache.helix\nlogger.helix.level = WARN\n"
         ))  # fmt: skip
-        cmd = [*java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*",
-                             "org.apache.pinot.tools.admin.PinotAdministrator", "StartServiceManager",
-                             "-zkAddress", f"127.0.0.1:{s.zookeeper_port}", "-clusterName", s.pinot_cluster,
-                             "-port", "-1", "-bootstrapConfigPaths", *paths)]  # fmt: skip
-        cmd[1:1] = PINOT_OPENS
+        cmd = java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*",
+                           "org.apache.pinot.tools.admin.PinotAdministrator", "StartServiceManager",
+                           "-zkAddress", f"127.0.0.1:{s.zookeeper_port}", "-clusterName", s.pinot_cluster,
+                           "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=PINOT_OPENS)  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):

@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
 
 def build(t_env, args) -> list[str]:
     late = late_condition(args.abandon_minutes)
-    common.kafka_sink(t_env, "cart_abandonment", COLUMNS, args.output_topic, args, JOB)
+    common.kafka_sink(t_env, "cart_abandonment", COLUMNS, args.output_topic, args)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW session_input AS
         SELECT user_id, event_type, product_id, price, quantity, event_ts FROM events

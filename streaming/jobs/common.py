@@ -96,7 +96,7 @@ def table_env(args: argparse.Namespace, job: str):
     return StreamTableEnvironment.create(env)
 
 
-def kafka_sink(t_env, name: str, columns: str, topic: str, args: argparse.Namespace, job: str) -> None:
+def kafka_sink(t_env, name: str, columns: str, topic: str, args: argparse.Namespace) -> None:
     """A JSON Kafka sink written in transactions (visible to read_committed consumers on checkpoint)."""
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE {name} ({columns}) WITH (
@@ -227,7 +227,7 @@ def main(build, description: str, job: str, extra_args=None, argv: list[str] | N
     try:
         t_env = table_env(args, job)
         register_events(t_env, args)
-        kafka_sink(t_env, "rejects", REJECT_COLUMNS, args.rejects_topic, args, job)
+        kafka_sink(t_env, "rejects", REJECT_COLUMNS, args.rejects_topic, args)
         statements = build(t_env, args)
         return run(t_env, statements, args, job)
     except Exception as exc:  # report why in the status file, then fail loudly

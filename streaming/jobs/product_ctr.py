@@ -24,7 +24,7 @@ COLUMNS = (
 
 
 def build(t_env, args) -> list[str]:
-    common.kafka_sink(t_env, "product_ctr", COLUMNS, args.output_topic, args, JOB)
+    common.kafka_sink(t_env, "product_ctr", COLUMNS, args.output_topic, args)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW ctr_input AS
         SELECT product_id, event_type, event_ts FROM events

@@ -38,7 +38,7 @@ def add_arguments(p) -> None:
 
 
 def build(t_env, args) -> list[str]:
-    common.kafka_sink(t_env, "purchase_alerts", COLUMNS, args.output_topic, args, JOB)
+    common.kafka_sink(t_env, "purchase_alerts", COLUMNS, args.output_topic, args)
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW purchases AS
         SELECT event_id, user_id, product_id, merchant_id, COALESCE(price, 0) * quantity AS amount, event_ts
