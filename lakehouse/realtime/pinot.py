@@ -199,4 +199,7 @@ class PinotClient:
         return body.get("resultTable", {}).get("rows", [])
 
     def count(self, table: str, where: str = "") -> int:
-        return self.query(f"SELECT COUNT(*) FROM {table} {where}")[0][0]
+        """COUNT(*) of a table. The broker answers with no row at all while no segment of the
+        table is routable yet (a table just created or reloaded): that is 0 rows to query."""
+        rows = self.query(f"SELECT COUNT(*) FROM {table} {where}")
+        return rows[0][0] if rows else 0
