@@ -28,14 +28,11 @@ class FlinkJob:
     name: str  # the module in streaming/jobs
     output: str  # its output topic is `rt.<output>` (see LakehouseSettings.realtime_topic)
     description: str
+    # The job's own arguments, each taken from a setting: (command-line flag, settings field).
+    settings_args: tuple[tuple[str, str], ...] = ()
 
     def extra_args(self, s: LakehouseSettings) -> list[str]:
-        if self.name == "cart_abandonment":
-            return ["--abandon-minutes", str(s.cart_abandon_minutes)]
-        if self.name == "suspicious_purchases":
-            return ["--amount-factor", str(s.suspicious_amount_factor), "--burst-count",
-                    str(s.suspicious_burst_count), "--burst-minutes", str(s.suspicious_burst_minutes)]  # fmt: skip
-        return []
+        return [arg for flag, field in self.settings_args for arg in (flag, str(getattr(s, field)))]
 
 
 FLINK_JOBS = [
@@ -44,10 +41,14 @@ FLINK_JOBS = [
              "event-time windows, written to Kafka when the watermark passes a window's end."),
     FlinkJob("cart_abandonment", "cart_abandonment",
              "Sessions that added to the cart and did not purchase, written when the session is over "
-             "(no event for LAKEHOUSE_CART_ABANDON_MINUTES)."),
+             "(no event for LAKEHOUSE_CART_ABANDON_MINUTES).",
+             settings_args=(("--abandon-minutes", "cart_abandon_minutes"),)),
     FlinkJob("suspicious_purchases", "purchase_alerts",
              "Purchases far above the user's usual amount (amount_spike) or too many in a short "
-             "window (burst), flagged within seconds."),
+             "window (burst), flagged within seconds.",
+             settings_args=(("--amount-factor", "suspicious_amount_factor"),
+                            ("--burst-count", "suspicious_burst_count"),
+                            ("--burst-minutes", "suspicious_burst_minutes"))),
 ]  # fmt: skip
 
 
