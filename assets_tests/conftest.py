@@ -77,13 +77,3 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def pinot_rows(client, table: str, where: str = "") -> int:
-    """Rows of a Pinot table, 0 while the broker has no route to it yet (a new or restarted table)."""
-    from lakehouse.realtime.pinot import PinotRejected
-
-    try:
-        return client.count(table, where)
-    except PinotRejected:
-        return 0

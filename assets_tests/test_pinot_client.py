@@ -25,9 +25,20 @@ def test_count_reads_the_single_row(monkeypatch):
 
 
 def test_count_is_zero_while_no_segment_is_routable(monkeypatch):
-    # What the broker sends for a table whose segments are not routable yet: no result table.
-    body = {"exceptions": [], "numServersQueried": 0}
-    assert _client_answering(monkeypatch, body).count("t") == 0
+    # What the broker answers, in turn, for a table just created (seen on Pinot 0.11).
+    for body in (
+        {"exceptions": [{"errorCode": 410, "message": "BrokerResourceMissingError"}]},
+        {"exceptions": [], "numServersQueried": 0},  # no result table
+        {"exceptions": [{"errorCode": 305, "message": "1 segments [t__0__0] unavailable"}]},
+    ):
+        assert _client_answering(monkeypatch, body).count("t") == 0, body
+
+
+def test_count_of_a_missing_table_raises(monkeypatch):
+    body = {"exceptions": [{"errorCode": 190, "message": "TableDoesNotExistError"}]}
+    with pytest.raises(PinotRejected, match="TableDoesNotExistError") as raised:
+        _client_answering(monkeypatch, body).count("t")
+    assert raised.value.error_code == 190
 
 
 def test_a_query_error_raises_with_pinot_s_message(monkeypatch):

@@ -7,7 +7,7 @@ import uuid
 import psutil
 import pyarrow as pa
 import pytest
-from conftest import pinot_rows, wait_until
+from conftest import wait_until
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient
@@ -41,7 +41,7 @@ def test_down_stops_everything_and_data_survives(stack):
     pinot = PinotClient.from_settings(stack)
     pinot.apply(orders, pinot_settings)
     table = pinot_settings.pinot_table("merchant_orders")
-    rows = wait_until(lambda: pinot_rows(pinot, table), 120, "Pinot to consume the orders")
+    rows = wait_until(lambda: pinot.count(table), 120, "Pinot to consume the orders")
     ours = manager.our_processes(stack)
     assert ours, "the stack should be running"
 
@@ -61,5 +61,5 @@ def test_down_stops_everything_and_data_survives(stack):
     assert DeltaTable(uri, storage_options=lake.storage_options).to_pyarrow_table().column(
         "n"
     ).to_pylist() == [1, 2, 3]
-    wait_until(lambda: pinot_rows(pinot, table) >= rows, 180, "the Pinot table after the restart")
+    wait_until(lambda: pinot.count(table) >= rows, 180, "the Pinot table after the restart")
     pinot.delete_table(table)

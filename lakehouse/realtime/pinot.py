@@ -22,7 +22,17 @@ CONFIG_DIR = Path(__file__).resolve().parent / "pinot"
 
 
 class PinotRejected(Exception):
-    """Pinot answered a request with an error; the message is Pinot's reason."""
+    """Pinot answered a request with an error; the message is Pinot's reason (and `error_code`,
+    for a query, the broker's code)."""
+
+    def __init__(self, message: str, error_code: int | None = None):
+        super().__init__(message)
+        self.error_code = error_code
+
+
+# What the broker answers while a table's segments cannot be queried yet (a table just created,
+# or reloading after a restart): BrokerResourceMissingError, then "segments unavailable".
+NOT_ROUTABLE_YET = {410, 305}
 
 
 @dataclass(frozen=True)
@@ -193,13 +203,20 @@ class PinotClient:
         """Rows of a SQL query through the broker; a query error raises PinotRejected."""
         body = self._call("POST", f"{self.broker}/query/sql", "the query", json={"sql": sql}).json()
         if body.get("exceptions"):
+            error = body["exceptions"][0]
             raise PinotRejected(
-                f"Pinot could not run the query: {body['exceptions'][0].get('message', '')[:500]}"
+                f"Pinot could not run the query: {error.get('message', '')[:500]}", error.get("errorCode")
             )
         return body.get("resultTable", {}).get("rows", [])
 
     def count(self, table: str, where: str = "") -> int:
-        """COUNT(*) of a table. The broker answers with no row at all while no segment of the
-        table is routable yet (a table just created or reloaded): that is 0 rows to query."""
-        rows = self.query(f"SELECT COUNT(*) FROM {table} {where}")
+        """COUNT(*) of a table: 0 while its segments cannot be queried yet (a table just created or
+        reloading; the broker then answers with an error of NOT_ROUTABLE_YET, or with no row at all).
+        Any other error, such as a table that does not exist, raises PinotRejected."""
+        try:
+            rows = self.query(f"SELECT COUNT(*) FROM {table} {where}")
+        except PinotRejected as exc:
+            if exc.error_code in NOT_ROUTABLE_YET:
+                return 0
+            raise
         return rows[0][0] if rows else 0
