@@ -17,7 +17,7 @@ import dagster as dg
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import pinot_rows, wait_until
+from conftest import wait_until
 
 from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
 from lakehouse.realtime import flink
@@ -119,9 +119,10 @@ def expected_alerts(events: list[dict], factor=5.0, burst_count=5, burst_window=
 # --- reading the outputs ---------------------------------------------------------------------------
 
 
-def read_topic(bootstrap: str, topic: str) -> list[dict]:
-    """Every committed record of a one-partition topic, as JSON."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-realtime-reader",
+def read_output(settings, output: str) -> list[dict]:
+    """Every committed record of a stream job's (one-partition) output topic, as JSON."""
+    topic = settings.realtime_topic(output)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "test-realtime-reader",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})  # fmt: skip
     try:
         tp = TopicPartition(topic, 0)
@@ -135,6 +136,28 @@ def read_topic(bootstrap: str, topic: str) -> list[dict]:
         return out
     finally:
         consumer.close()
+
+
+def assert_outputs_match(settings, events: list[dict], when: str = "") -> dict[str, list[dict]]:
+    """Each job's output equals the independent computation from `events`, every row exactly once
+    (waits until each output has as many rows as expected). Returns the outputs."""
+    expected = {
+        "product_ctr": (expected_ctr(events),
+                        lambda r: (r["product_id"], r["window_start_ms"], r["impressions"], r["clicks"])),
+        "cart_abandonment": (expected_abandoned(events),
+                             lambda r: (r["user_id"], r["session_start_ms"], r["cart_adds"])),
+        "purchase_alerts": (expected_alerts(events), lambda r: (r["event_id"], r["reason"])),
+    }  # fmt: skip
+    rows = {output: len(want) for output, (want, _) in expected.items()}
+    for output in expected:
+        wait_until(
+            lambda o=output: len(read_output(settings, o)) >= rows[o], 240, f"the {output} output{when}"
+        )
+    got = {output: read_output(settings, output) for output in expected}
+    for output, (want, row) in expected.items():
+        assert len(got[output]) == len(want), f"{output}{when}: each row once"
+        assert {row(r) for r in got[output]} == want, f"{output}{when}"
+    return got
 
 
 def materialize(settings, assets, checks=(), run_config=None, raise_on_error=True):
@@ -173,35 +196,18 @@ def produced(namespace):
 
 def test_flink_outputs_equal_an_independent_computation(namespace, produced):
     s = namespace.settings
-    want_ctr, want_carts, want_alerts = (
-        expected_ctr(produced),
-        expected_abandoned(produced),
-        expected_alerts(produced),
-    )
-    assert want_ctr and want_carts and {r for _, r in want_alerts} == {"amount_spike", "burst"}
-
-    def outputs(name: str) -> list[dict]:
-        return read_topic(s.kafka_bootstrap, s.realtime_topic(name))
-
-    wait_until(lambda: len(outputs("product_ctr")) >= len(want_ctr), 240, "the CTR windows")
-    wait_until(lambda: len(outputs("cart_abandonment")) >= len(want_carts), 240, "the abandoned carts")
-    wait_until(lambda: len(outputs("purchase_alerts")) >= len(want_alerts), 240, "the purchase alerts")
-    ctr = outputs("product_ctr")
-    assert {(r["product_id"], r["window_start_ms"], r["impressions"], r["clicks"]) for r in ctr} == want_ctr
-    assert len(ctr) == len(want_ctr)  # each window once
+    assert expected_ctr(produced) and expected_abandoned(produced)
+    assert {r for _, r in expected_alerts(produced)} == {"amount_spike", "burst"}
+    got = assert_outputs_match(s, produced)
+    ctr = got["product_ctr"]
     assert all(r["ctr"] == pytest.approx(r["clicks"] / r["impressions"]) for r in ctr if r["impressions"])
-    carts = outputs("cart_abandonment")
-    assert {(r["user_id"], r["session_start_ms"], r["cart_adds"]) for r in carts} == want_carts
-    alerts = outputs("purchase_alerts")
-    assert {(r["event_id"], r["reason"]) for r in alerts} == want_alerts
-    assert len(alerts) == len(want_alerts)
-    assert read_topic(s.kafka_bootstrap, s.realtime_topic(flink.REJECTS_OUTPUT)) == []  # in order: none late
+    assert read_output(s, flink.REJECTS_OUTPUT) == []  # in order: none late
 
 
 def test_malformed_and_late_events_are_counted_not_fatal(namespace, produced):
     s = namespace.settings
     want_windows = len(expected_ctr(produced))  # all windows out: the watermark is past every event
-    wait_until(lambda: len(read_topic(s.kafka_bootstrap, s.realtime_topic("product_ctr"))) >= want_windows,
+    wait_until(lambda: len(read_output(s, "product_ctr")) >= want_windows,
                240, "the CTR windows")  # fmt: skip
     old = min(ts(e) for e in produced) + timedelta(minutes=5)
     late = [{"event_id": "late-click", "event_type": "click", "event_time": iso(old), "user_id": 5, "product_id": 9},
@@ -224,7 +230,7 @@ def test_malformed_and_late_events_are_counted_not_fatal(namespace, produced):
 
     def counted() -> dict:
         found: dict[tuple, int] = defaultdict(int)
-        for r in read_topic(s.kafka_bootstrap, s.realtime_topic(flink.REJECTS_OUTPUT)):
+        for r in read_output(s, flink.REJECTS_OUTPUT):
             found[(r["job"], r["reason"])] += 1
         return dict(found)
 
@@ -247,11 +253,11 @@ def test_outputs_and_orders_reach_pinot_with_exact_counts(namespace, produced):
     s = namespace.settings
     materialize(s, pinot_table_assets, pinot_lag_checks)
     client = PinotClient.from_settings(s)
-    ctr_rows = len(read_topic(s.kafka_bootstrap, s.realtime_topic("product_ctr")))
-    alerts = len(read_topic(s.kafka_bootstrap, s.realtime_topic("purchase_alerts")))
+    ctr_rows = len(read_output(s, "product_ctr"))
+    alerts = len(read_output(s, "purchase_alerts"))
 
     def count(table: str, where: str = "") -> int:
-        return pinot_rows(client, s.pinot_table(table), where)
+        return client.count(s.pinot_table(table), where)
 
     wait_until(lambda: count("product_ctr") == ctr_rows, 60, "Pinot's product_ctr")
     wait_until(lambda: count("purchase_alerts") == alerts, 60, "Pinot's purchase_alerts")
@@ -329,25 +335,4 @@ def test_a_killed_job_is_restarted_by_the_watchdog_and_resumes_exactly_once(name
     everything = produced + later
     # Watermarks are not part of a checkpoint: after a restart, windows close as new events arrive.
     advance_watermark(s, max(ts(e) for e in later) + timedelta(hours=3))
-
-    def outputs(name: str) -> list[dict]:
-        return read_topic(s.kafka_bootstrap, s.realtime_topic(name))
-
-    want_ctr, want_alerts = expected_ctr(everything), expected_alerts(everything)
-    want_carts = expected_abandoned(everything)
-    wait_until(lambda: len(outputs("product_ctr")) >= len(want_ctr), 240, "the CTR windows after the restart")
-    wait_until(
-        lambda: len(outputs("cart_abandonment")) >= len(want_carts), 240, "the carts after the restart"
-    )
-    wait_until(
-        lambda: len(outputs("purchase_alerts")) >= len(want_alerts), 240, "the alerts after the restart"
-    )
-    ctr = outputs("product_ctr")
-    assert len(ctr) == len(want_ctr)
-    assert {(r["product_id"], r["window_start_ms"], r["impressions"], r["clicks"]) for r in ctr} == want_ctr
-    carts = outputs("cart_abandonment")
-    assert len(carts) == len(want_carts)
-    assert {(r["user_id"], r["session_start_ms"], r["cart_adds"]) for r in carts} == want_carts
-    alerts = outputs("purchase_alerts")
-    assert len(alerts) == len(want_alerts)
-    assert {(r["event_id"], r["reason"]) for r in alerts} == want_alerts
+    assert_outputs_match(s, everything, " after the restart")
