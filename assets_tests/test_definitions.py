@@ -43,3 +43,20 @@ def test_partition_ranges_run_in_one_run(graph):
     for key in graph.materializable_asset_keys:
         policy = graph.get(key).backfill_policy
         assert policy is not None and policy.max_partitions_per_run is None, key.to_user_string()
+
+
+def test_every_kafka_fed_table_is_written_by_one_run_at_a_time(tmp_path):
+    """Each asset that takes in Kafka offsets sits in a concurrency pool, and the instance `lakehouse stack up`
+    writes limits every pool to one step: Dagster never starts two landings of one table together."""
+    import yaml
+
+    from lakehouse.definitions import defs
+    from lakehouse.stack.manager import ensure_dagster_instance
+
+    graph = defs.resolve_asset_graph()
+    kafka_fed = ["raw/clickstream_events", "bronze/clickstream_events", "raw/cdc_orders", "silver/orders"]
+    for key in kafka_fed:
+        node = graph.get(dg.AssetKey(key.split("/")))
+        assert node.pools, f"{key} has no concurrency pool"
+    config = yaml.safe_load(ensure_dagster_instance(tmp_path).read_text())
+    assert config["concurrency"]["pools"]["default_limit"] == 1

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from lakehouse.executables import env_executable
+from lakehouse.faults import FAULT_ENV, FAULT_MARKER_ENV, fired
 from lakehouse.generator.clickstream import (
     DeliveryConfig,
     GeneratorConfig,
@@ -27,7 +28,7 @@ from lakehouse.generator.clickstream import (
     generate_events,
     produce,
 )
-from lakehouse.ingest.delta_sink import CRASH_BEFORE_COMMIT_ENV, table_filesystem
+from lakehouse.ingest.delta_sink import table_filesystem
 from lakehouse.resources import LakeResource
 
 pytestmark = pytest.mark.stack
@@ -41,7 +42,7 @@ def _ingest(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
+def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace, tmp_path):
     settings = namespace.settings
     events = generate_events(
         GeneratorConfig(events=EVENTS, days=3, seed=11, end=datetime(2026, 2, 1, tzinfo=UTC))
@@ -59,8 +60,10 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
     kills = faulted = 0
     while kills < KILLS:
         env = dict(namespace.env)
-        if kills % 3 == 0:
-            env[CRASH_BEFORE_COMMIT_ENV] = "0.5"
+        if kills % 3 == 0:  # killed by the hook between uploading a batch's files and committing them
+            env.update(
+                {FAULT_ENV: "lakehouse-raw.before_commit@0.5", FAULT_MARKER_ENV: str(tmp_path / "landing")}
+            )
         proc = _ingest(env, "--follow", "--batch-size", "5000", "--batch-seconds", "1")
         time.sleep(rng.uniform(3.0, 7.0))
         if proc.poll() is None:
@@ -76,11 +79,21 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
     landed_under_fire = lake.read("raw", "clickstream_events", columns=["offset"]).num_rows
     assert landed_under_fire > 0, "the killed ingests should have committed some batches"
 
-    # Refining into bronze also crashes once between its dead-letter files and their commit.
-    env = {**namespace.env, CRASH_BEFORE_COMMIT_ENV: "1"}
+    assert len(fired(tmp_path / "landing")) == faulted > 0, (
+        "the before-commit hook should have killed some runs"
+    )
+    # Refining into bronze crashes after its dead-letter commit and before its MERGE into bronze.
+    env = {
+        **namespace.env,
+        FAULT_ENV: "lakehouse-dead-letters.after_commit",
+        FAULT_MARKER_ENV: str(tmp_path / "bronze"),
+    }
     crashed = subprocess.run([env_executable("lakehouse"), "ingest", "events", "--bronze"], env=env,
                              capture_output=True, text=True, timeout=600)  # fmt: skip
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert fired(tmp_path / "bronze") == ["lakehouse-dead-letters.after_commit"]
+    assert lake.table("bronze", "clickstream_events") is None, "killed before bronze's first commit"
+    assert lake.read("bronze", "clickstream_dead_letters", columns=["offset"]).num_rows == malformed
     final = subprocess.run([env_executable("lakehouse"), "ingest", "events", "--bronze"], env=namespace.env,
                            capture_output=True, text=True, timeout=900)  # fmt: skip
     assert final.returncode == 0, final.stderr[-3000:]
@@ -109,4 +122,4 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace):
     assert any(name.endswith(".checkpoint.parquet") for name in log_files), "checkpoints should be written"
     print(f"\ncrash test: {kills} kills ({faulted} between data files and commit), {len(messages)} messages, "
           f"{landed_under_fire} landed while killing, {malformed} dead letters")  # fmt: skip
-    assert os.environ.get(CRASH_BEFORE_COMMIT_ENV) is None
+    assert os.environ.get(FAULT_ENV) is None

@@ -101,15 +101,15 @@ def test_a_failed_download_names_the_artifact_and_the_fix(tmp_path, monkeypatch)
 
 
 def test_an_unreachable_object_store_is_named_with_the_fix():
-    from lakehouse.ingest.delta_sink import DeltaAppender, LakeUnavailable
-    from lakehouse.ingest.landing import RAW_SCHEMA
+    from lakehouse.ingest.delta_sink import LakeUnavailable
+    from lakehouse.ingest.landing import raw_target
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again below: nothing listens there
     opts = LakehouseSettings(s3_endpoint=f"http://127.0.0.1:{port}").delta_storage_options()
     with pytest.raises(LakeUnavailable) as err:
-        DeltaAppender("s3://lakehouse/raw/t", opts, RAW_SCHEMA).open()
+        raw_target("s3://lakehouse/raw/t", opts, "events", "app").open()
     assert f"127.0.0.1:{port}" in err.value.problem
     assert "lakehouse stack up" in err.value.fix and "resumes" in err.value.fix
 

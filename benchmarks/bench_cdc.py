@@ -5,16 +5,19 @@
    notes when each probe shows up in silver. Reports p50 and p95 of commit-to-visible seconds.
 2. Throughput: 100,000 changed rows (half updates, half inserts) MERGEd by key into a 1,000,000-row
    Delta table on the object store, against a plain append of the same rows, in the same run.
-Last line: `cdc_p50_s=.. cdc_p95_s=.. merge_rows_per_s=.. append_rows_per_s=..`.
+Figures line: `cdc_p50_s=.. cdc_p95_s=.. merge_rows_per_s=.. append_rows_per_s=..`; then
+`leftover_processes=0` (_cleanup.py).
 """
 
 import argparse
 import statistics
+import sys
 import threading
 import time
 
 import numpy as np
 import pyarrow as pa
+from _cleanup import Teardown
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse.cdc.pipeline import run_once
@@ -54,20 +57,24 @@ def latency(s, seconds: float, rate: float) -> list[float]:
     threads = [threading.Thread(target=workload, daemon=True), threading.Thread(target=probes, daemon=True)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline or len(seen) < len(committed):
-        if time.monotonic() > deadline:
-            stop.set()
-        run_once(s, log=lambda _: None)
-        now = time.time()
-        table = DeltaTable(lake.table_uri("silver", "merchants"), storage_options=lake.storage_options)
-        ids = table.to_pyarrow_table(columns=["merchant_id"]).column("merchant_id").to_pylist()
-        for i in ids:
-            if i in committed and i not in seen:
-                seen[i] = now
-        if time.monotonic() > deadline + 120:
-            break
-    stop.set()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline or len(seen) < len(committed):
+            if time.monotonic() > deadline:
+                stop.set()
+            run_once(s, log=lambda _: None)
+            now = time.time()
+            table = DeltaTable(lake.table_uri("silver", "merchants"), storage_options=lake.storage_options)
+            ids = table.to_pyarrow_table(columns=["merchant_id"]).column("merchant_id").to_pylist()
+            for i in ids:
+                if i in committed and i not in seen:
+                    seen[i] = now
+            if time.monotonic() > deadline + 120:
+                break
+    finally:  # whatever happens: the workload and the probes stop before the benchmark goes on or ends
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
     return [seen[i] - committed[i] for i in seen]
 
 
@@ -100,7 +107,7 @@ def merge_throughput(s, rows: int, changes: int) -> tuple[float, float]:
     return changes / merge_s, changes / append_s
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the latency measurement runs")
     parser.add_argument("--rate", type=float, default=20.0, help="workload transactions per second")
@@ -108,7 +115,14 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=100_000)
     args = parser.parse_args()
     s = get_settings()
+    # No namespace of its own and no subprocess: the teardown handles SIGTERM/SIGINT, stops any
+    # process a library might have started below this one, and checks that none is left.
+    with Teardown(None, home=s.home):
+        benchmark(args, s)
+    return 0
 
+
+def benchmark(args, s) -> None:
     print(
         f"latency: workload at {args.rate:.0f} tx/s, a probe every 0.5 s, for {args.seconds:.0f} s ...",
         flush=True,
@@ -131,4 +145,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

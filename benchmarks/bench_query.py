@@ -7,15 +7,22 @@
    Spark scan and count of the same bronze rows.
 3. Trino: five typical dashboard queries on the gold tables, each run warm `--repeat` times; p50 and
    p95 over all runs. Baseline in the same run: `SELECT 1` round trips.
-Last line: `trino_p50_ms=.. trino_p95_ms=.. backfill_rows_per_s=.. spark_start_s=..`.
+The namespace's stream jobs and Pinot tables, which step 1 starts with the rest of the graph, are
+stopped and dropped as soon as step 1 is done (they would compete with Spark and Trino for the CPUs),
+and the Spark session's JVM once step 2 is; everything the benchmark started is stopped at the end
+whatever happens (_cleanup.py).
+Figures line: `trino_p50_ms=.. trino_p95_ms=.. backfill_rows_per_s=.. spark_start_s=..`; then
+`leftover_processes=0`.
 """
 
 import argparse
 import os
 import statistics
-import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+
+from _cleanup import Teardown, stop_spark
 
 QUERIES = {
     "kpis of the last 7 days": "SELECT event_date, active_users, sessions, conversion_rate, revenue "
@@ -37,7 +44,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -49,25 +56,39 @@ def main() -> None:
     os.environ.update(
         {"LAKEHOUSE_SCHEMA_PREFIX": f"{tag}_", "LAKEHOUSE_EVENTS_TOPIC": f"{tag}.clickstream.events"}
     )
+    from lakehouse.realtime import flink
+    from lakehouse.realtime.pinot import PinotClient
+    from lakehouse.settings import get_settings
+
+    s = get_settings()
+    with Teardown(tag, home=s.home) as td:
+        # `--select '*'` includes realtime/*, which starts the namespace's three Flink jobs (kept running
+        # by design, about 4 GB), and pinot/*, whose tables keep consuming Kafka: both are undone here.
+        td.watch_stream_jobs(flink.namespace(s))
+        td.watch_pinot_tables(PinotClient.from_settings(s), s.schema_prefix)
+        benchmark(args, tag, s, td)
+    return 0
+
+
+def benchmark(args, tag: str, s, td: Teardown) -> None:
     from lakehouse.demo import dagster_env, materialize_command
     from lakehouse.generator.clickstream import GeneratorConfig, encode, event_day, generate_events, produce
     from lakehouse.resources import LakehouseSparkResource, LakeResource, TrinoResource
     from lakehouse.resources.spark import spark_config, spark_jars
-    from lakehouse.settings import get_settings
 
-    s = get_settings()
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)
     print(f"pipeline: {args.events} events over 7 days into namespace {tag} ...", flush=True)
     events = generate_events(GeneratorConfig(events=args.events, days=7, seed=11, end=end))
     produce(s, s.events_topic, encode(events), progress=False)
     days = sorted({event_day(e) for e in events})
     started = time.monotonic()
-    proc = subprocess.run(
-        materialize_command(days[0], days[-1]), env=dagster_env(s), capture_output=True, text=True
-    )
+    proc = td.run(materialize_command(days[0], days[-1]), "dagster asset materialize", env=dagster_env(s))
     if proc.returncode:
         raise SystemExit(f"materialize failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
     print(f"pipeline: raw to gold in {time.monotonic() - started:.0f}s", flush=True)
+    td.stop_stream_jobs()
+    td.drop_pinot_tables()
+    print("pipeline: the namespace's stream jobs stopped and its Pinot tables dropped", flush=True)
 
     # Spark: session start, then the week's backfill in the warm session (the asset reuses it).
     import dagster as dg
@@ -78,6 +99,7 @@ def main() -> None:
 
     jars = spark_jars(s.cache_dir, log=lambda _: None)
     t0 = time.monotonic()
+    td.on_exit("Spark session", stop_spark)
     session = spark_session_from_config({**spark_config(s, jars), "spark.jars": ",".join(jars)})
     spark_start = time.monotonic() - t0
     lake = LakeResource.from_settings(s)
@@ -95,6 +117,8 @@ def main() -> None:
     print(f"spark: session start {spark_start:.1f}s; backfill of 3 silver tables over {len(days)} days: {rows:,} "
           f"rows in {backfill_s:.1f}s = {backfill_rate:,.0f} rows/s; plain scan+count {scan_rate:,.0f} rows/s "
           f"(ratio {backfill_rate / scan_rate:.2f})", flush=True)  # fmt: skip
+
+    stop_spark()  # its JVM (2 GB of driver memory) has no part in the Trino figures
 
     trino = TrinoResource.from_settings(s)
     gold = f"{trino.catalog}.{lake.schema('gold')}"
@@ -128,4 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from lakehouse.settings import get_settings
+from pydantic import ValidationError
+
+from lakehouse.settings import LakehouseSettings, explain_settings_error, get_settings
 from lakehouse.stack.errors import StackError
+
+EXIT_SERVICE = 2  # a service is down or misconfigured: the message says which and how to fix it
+DEBUG_ENV = "LAKEHOUSE_DEBUG"  # set to 1: errors are raised with their traceback instead of explained
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -65,7 +74,7 @@ def _changes(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     from lakehouse.ingest.assets import RAW_APP_ID
-    from lakehouse.ingest.landing import land_topic, raw_appender
+    from lakehouse.ingest.landing import land_topic, raw_target
     from lakehouse.ingest.refine import refine
     from lakehouse.resources import KafkaResource, LakeResource
 
@@ -73,15 +82,48 @@ def _ingest(args: argparse.Namespace) -> int:
     kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
     lake = LakeResource.from_settings(s)
     raw_uri = lake.table_uri("raw", "clickstream_events")
-    result = land_topic(kafka, raw_appender(raw_uri, lake.storage_options), s.events_topic, RAW_APP_ID,
+    result = land_topic(kafka, raw_target(raw_uri, lake.storage_options, s.events_topic, RAW_APP_ID),
                         batch_size=args.batch_size, batch_seconds=args.batch_seconds, follow=args.follow,
-                        idle_exit=args.idle_exit)  # fmt: skip
+                        idle_exit=args.idle_exit, partitions=args.partitions)  # fmt: skip
     print(f"ingest: landed {result.rows} records in {result.commits} commits into {raw_uri}")
     if args.bronze:
         refine(raw_uri, lake.table_uri("bronze", "clickstream_events"),
                lake.table_uri("bronze", "clickstream_dead_letters"), lake.storage_options, s.events_topic,
-               RAW_APP_ID)  # fmt: skip
+               RAW_APP_ID, max_new_columns=s.bronze_max_new_columns)  # fmt: skip
     return 0
+
+
+def _acknowledge_gap(args: argparse.Namespace) -> int:
+    from lakehouse.ingest.assets import RAW_APP_ID
+    from lakehouse.ingest.landing import acknowledge_gaps, raw_target
+    from lakehouse.resources import KafkaResource, LakeResource
+
+    s = get_settings()
+    topic = args.topic or s.events_topic
+    if topic != s.events_topic:
+        print(
+            f"error: only the events topic ({s.events_topic}) is landed by `ingest events`", file=sys.stderr
+        )
+        print("  fix: set LAKEHOUSE_EVENTS_TOPIC, or pass --topic with that name", file=sys.stderr)
+        return 2
+    lake = LakeResource.from_settings(s)
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=topic)
+    gaps = acknowledge_gaps(kafka, raw_target(lake.table_uri("raw", "clickstream_events"), lake.storage_options,
+                                              topic, RAW_APP_ID))  # fmt: skip
+    print(f"ingest: acknowledged {sum(g['records'] for g in gaps)} lost records in {len(gaps)} partition(s)")
+    return 0
+
+
+def _partition_list(text: str) -> list[int]:
+    try:
+        parts = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of partition numbers: {text!r}"
+        ) from None
+    if not parts or parts[0] < 0:
+        raise argparse.ArgumentTypeError(f"partitions are numbers from 0: {text!r}")
+    return parts
 
 
 def _cdc_apply(args: argparse.Namespace) -> int:
@@ -102,7 +144,8 @@ def _cdc_status(args: argparse.Namespace) -> int:
     for name, value in report.facts.items():
         print(f"{name}: {value}")
     for problem in report.problems:
-        print(f"problem: {problem}")
+        text, sep, fix = " ".join(problem.split()).rpartition("; fix: ")  # each problem ends with its fix
+        _print_error(text if sep else fix, fix if sep else None)
     print("capture: healthy" if report.healthy else f"capture: {len(report.problems)} problem(s)")
     return 0 if report.healthy else 1
 
@@ -154,13 +197,17 @@ def _stream(args: argparse.Namespace) -> int:
             if not flink.stop(s, job):
                 print(f"{job.name}: not running")
         return 0
-    problems = 0
+    problems = {}
     for job in jobs:
         status, problem = flink.read_status(s, job), flink.problem(s, job)
-        problems += problem is not None
+        if problem is not None:
+            problems[job] = problem
         print(f"{job.name:<22} {problem or 'running'}  (Flink job {status.get('job_id', '-')}, "
               f"checkpoint {status.get('checkpoint', '-')}, output {s.realtime_topic(job.output)}, "
               f"log {flink.log_path(s, job)})")  # fmt: skip
+    for job, problem in problems.items():
+        restart = "" if not flink.running(s, job) else f"`lakehouse stream stop {job.name}`, then "
+        _print_error(problem, f"read {flink.log_path(s, job)}; {restart}`lakehouse stream start {job.name}`")
     return 1 if problems else 0
 
 
@@ -168,6 +215,17 @@ def _demo(args: argparse.Namespace) -> int:
     from lakehouse.demo import run_demo
 
     return run_demo(get_settings(), events=args.events, days=args.days)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse reports anything else as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--users", type=int, default=300, help="number of distinct users")
     ev.add_argument("--seed", type=int, default=None, help="random seed for a repeatable stream")
     ev.add_argument("--topic", default=None, help="topic (default: LAKEHOUSE_EVENTS_TOPIC)")
+    ev.add_argument(
+        "--partitions",
+        type=_positive_int,
+        default=None,
+        help="partitions of the topic when it is created (default: LAKEHOUSE_EVENTS_PARTITIONS)",
+    )
     ev.add_argument(
         "--rate", type=float, default=0.0, help="messages per second (default 0: as fast as possible)"
     )
@@ -233,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     iev.add_argument("--batch-size", type=int, default=50_000, help="records per commit, at most")
     iev.add_argument("--batch-seconds", type=float, default=5.0, help="close a batch after N seconds")
     iev.add_argument("--bronze", action="store_true", help="then refine raw into bronze and dead letters")
+    iev.add_argument("--partitions", type=_partition_list, default=None, metavar="0,1",
+                     help="land only these partitions (default: all); two landers never both commit a partition")  # fmt: skip
+    ack = ing_sub.add_parser("acknowledge-gap", help="accept records deleted from Kafka before they were landed",
+                             description="When a landing stops because its next offset is no longer in Kafka "
+                             "(retention deleted it), this records the gap (partition, offsets, count) in the "
+                             "raw table's history and moves on to Kafka's first offset. Nothing else skips.")  # fmt: skip
+    ack.add_argument("--topic", default=None, help="the events topic (default: LAKEHOUSE_EVENTS_TOPIC)")
+    ack.set_defaults(func=_acknowledge_gap)
     iev.set_defaults(func=_ingest)
 
     cdc = sub.add_parser("cdc", help="change data capture outside Dagster (same code path)")
@@ -287,18 +359,158 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class _Service:
+    """A service the commands talk to, as the settings locate it, and how to bring it back."""
+
+    name: str
+    address: str
+    ports: tuple[int, ...]
+    stack_name: str  # `lakehouse stack up <stack_name>` starts it locally
+    variables: str  # the LAKEHOUSE_ variables that point at it
+
+    @property
+    def fix(self) -> str:
+        return f"start it with `lakehouse stack up {self.stack_name}`, or point {self.variables} at it"
+
+
+def _services(s: LakehouseSettings) -> list[_Service]:
+    pg = "LAKEHOUSE_POSTGRES_HOST/_PORT (credentials: _USER/_PASSWORD/_DB)"
+    return [
+        _Service("the object store", s.s3_endpoint, (s.s3_port,), "objectstore", "LAKEHOUSE_S3_ENDPOINT"),
+        _Service("Kafka", s.kafka_bootstrap, tuple(p for _, p in s.kafka_brokers), "kafka",
+                 "LAKEHOUSE_KAFKA_BOOTSTRAP"),
+        _Service("PostgreSQL", f"{s.postgres_host}:{s.postgres_port}", (s.postgres_port,), "postgres", pg),
+        _Service("Kafka Connect", f"127.0.0.1:{s.connect_port}", (s.connect_port,), "connect",
+                 "LAKEHOUSE_CONNECT_PORT"),
+        _Service("Trino", f"{s.trino_host}:{s.trino_port}", (s.trino_port,), "trino", "LAKEHOUSE_TRINO_HOST/_PORT"),
+        _Service("the Pinot controller", s.pinot_controller_url, (s.pinot_controller_port,), "pinot",
+                 "LAKEHOUSE_PINOT_CONTROLLER_PORT"),
+        _Service("the Pinot broker", s.pinot_broker_url, (s.pinot_broker_port,), "pinot",
+                 "LAKEHOUSE_PINOT_BROKER_PORT"),
+        _Service("ZooKeeper", f"127.0.0.1:{s.zookeeper_port}", (s.zookeeper_port,), "zookeeper",
+                 "LAKEHOUSE_ZOOKEEPER_PORT"),
+    ]  # fmt: skip
+
+
+# Words of the errors clients raise when they cannot reach a server (delta-rs, pyarrow and the OS
+# report these as plain OSError, next to errors that are bugs, such as a missing local file).
+_CONNECTION_WORDS = re.compile(
+    r"connect|refused|unreachable|timed? ?out|dns error|name or service not known|name resolution|"
+    r"error sending request|reset by peer|broken pipe|no route to host|max retries exceeded",
+    re.IGNORECASE,
+)
+_PORT_IN_TEXT = re.compile(r"(?:[:=]|\bport\s)\s?(\d{1,5})\b")
+_LOCAL_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+_SERVICE_OF_CLIENT = {
+    "kafka": "Kafka",
+    "postgres": "PostgreSQL",
+    "trino": "Trino",
+    "objectstore": "the object store",
+}
+_TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # delta-rs colours the arrows of its error chains
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, then what caused it (`raise ... from`, or the error being handled), once each."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+
+
+def _client_kind(exc: BaseException) -> str | None:
+    """Which client failed to reach its server ('kafka', 'postgres', 'trino', 'objectstore'), 'network'
+    for a connection failure of any client, or None when the exception is not about a service."""
+    import psycopg
+    import requests
+    import trino.exceptions
+    from confluent_kafka import KafkaException
+
+    if isinstance(exc, KafkaException):
+        return "kafka"
+    if isinstance(exc, psycopg.OperationalError):
+        return "postgres"
+    if isinstance(exc, trino.exceptions.TrinoConnectionError | trino.exceptions.HttpError):
+        return "trino"
+    if isinstance(exc, requests.HTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return "network" if status == 404 or status >= 500 else None
+    if isinstance(exc, requests.ConnectionError | requests.Timeout | ConnectionError | TimeoutError):
+        return "network"
+    if type(exc).__module__.startswith("botocore") and "Connect" in type(exc).__name__:
+        return "objectstore"
+    if isinstance(exc, OSError) and not isinstance(exc, _LOCAL_OS_ERRORS):
+        return "network" if _CONNECTION_WORDS.search(str(exc)) else None
+    if type(exc).__module__.startswith("deltalake") and _CONNECTION_WORDS.search(str(exc)):
+        return "network"
+    return None
+
+
+def _service_named(kind: str, exc: BaseException, services: list[_Service]) -> _Service | None:
+    """The service a failed client was talking to: by the client's kind, else by a port in the error."""
+    if kind in _SERVICE_OF_CLIENT:
+        return next(svc for svc in services if svc.name == _SERVICE_OF_CLIENT[kind])
+    request = getattr(exc, "request", None)
+    text = f"{getattr(request, 'url', '')} {exc}"
+    ports = {int(p) for p in _PORT_IN_TEXT.findall(text)}
+    return next((svc for svc in services if ports & set(svc.ports)), None)
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(_TERMINAL_COLOURS.sub("", str(exc)).split()) or "no details"
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def _service_error(exc: BaseException) -> tuple[str, str] | None:
+    """(problem, fix) when the exception, or one that caused it, means a service is down or refused us."""
+    for link in _causes(exc):
+        kind = _client_kind(link)
+        if kind is None:
+            continue
+        try:
+            service = _service_named(kind, link, _services(get_settings()))
+        except ValidationError:
+            service = None
+        if service is None:
+            return (f"a service did not answer ({_one_line(link)})",
+                    "`lakehouse stack status` shows which one is down; `lakehouse stack up` starts it, or set "
+                    "its LAKEHOUSE_ variable to where it runs")  # fmt: skip
+        return f"{service.name} at {service.address} did not answer ({_one_line(link)})", service.fix
+    return None
+
+
+def explain(exc: BaseException) -> tuple[str, str | None] | None:
+    """What the user sees for an exception: (problem, fix), or None for a bug (shown with its traceback)."""
+    if isinstance(exc, StackError):
+        return exc.problem, exc.fix
+    if isinstance(exc, ValidationError) and exc.title == LakehouseSettings.__name__:
+        return explain_settings_error(exc)
+    return _service_error(exc)
+
+
+def _print_error(problem: str, fix: str | None) -> None:
+    print(f"error: {_TERMINAL_COLOURS.sub('', problem)}", file=sys.stderr)
+    if fix:
+        print(f"  fix: {fix}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        get_settings()  # refuse bad LAKEHOUSE_ variables before any work starts
         return args.func(args)
-    except StackError as exc:
-        print(f"error: {exc.problem}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        explained = None if os.environ.get(DEBUG_ENV, "") not in ("", "0") else explain(exc)
+        if explained is None:
+            raise
+        _print_error(*explained)
+        return EXIT_SERVICE
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ from lakehouse.stack.errors import StackError
 
 def dagster_env(s: LakehouseSettings) -> dict[str, str]:
     """Environment for dagster commands: a persistent instance under the stack's home."""
+    from lakehouse.stack.manager import ensure_dagster_instance
+
     home = s.home / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
+    ensure_dagster_instance(home)
     return {**os.environ, "DAGSTER_HOME": str(home)}
 
 

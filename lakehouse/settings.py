@@ -6,17 +6,96 @@ Every default points at the local stack on 127.0.0.1; pointing the platform at r
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "LAKEHOUSE_"
+
+# Constrained types: a bad value is refused when the settings are built, naming the field, instead of
+# surfacing later as a service that will not start or a loop that never sleeps.
+Port = Annotated[int, Field(ge=1, le=65535)]
+JvmSize = Annotated[str, Field(pattern=r"^[1-9][0-9]*[kKmMgGtT]?$")]  # -Xmx768M, -Xmx2G
+SCHEME_PORTS = {"http": 80, "https": 443}
+_BROKER = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>[0-9]{1,5})$")
+
+
+class SettingValueError(ValueError):
+    """A refused setting: the problem names the LAKEHOUSE_ variable, `fix` says what to set instead.
+
+    pydantic keeps the exception in the validation error's context, so the CLI can print the fix."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(f"{problem}; fix: {fix}")
+        self.problem, self.fix = problem, fix
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: `s3_endpoint` -> `LAKEHOUSE_S3_ENDPOINT`."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def parse_endpoint(url: str, variable: str = "LAKEHOUSE_S3_ENDPOINT") -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL; the port defaults to the scheme's (443 or 80)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEME_PORTS or not parts.netloc:
+        problem = (
+            f"{variable}={url!r} has no http:// or https:// scheme"
+            if "://" not in url
+            else f"{variable}={url!r} has the scheme {parts.scheme!r}; only http and https are supported"
+        )
+        host = url.split("://", 1)[-1]
+        example = f"http://{host or '127.0.0.1:8333'}"
+        raise SettingValueError(problem, f"set {variable} to a URL such as {example} (https:// for TLS)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname or port == 0:
+        raise SettingValueError(
+            f"{variable}={url!r} has no valid host and port (the port must be 1..65535)",
+            f"set {variable} to a URL such as {scheme}://host:8333 or {scheme}://host",
+        )
+    return scheme, parts.hostname, port or SCHEME_PORTS[scheme]
+
+
+def _broker(entry: str, variable: str) -> tuple[str, int]:
+    """One `host:port` (or `[ipv6]:port`) of a bootstrap list."""
+    fix = f"set {variable} to host:port entries separated by commas, e.g. kafka1:9092,[::1]:9092"
+    match = _BROKER.match(entry)
+    if match is None:
+        unbracketed_v6 = entry.count(":") > 1 and "[" not in entry
+        hint = "; write an IPv6 host in brackets" if unbracketed_v6 else ""
+        raise SettingValueError(f"{variable}: {entry!r} is not host:port{hint}", fix)
+    host, port = match["v6"] or match["host"], int(match["port"])
+    if match["v6"]:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])  # a zone id (%eth0) is allowed
+        except ValueError:
+            raise SettingValueError(f"{variable}: {entry!r} has no IPv6 address in brackets", fix) from None
+    if not 1 <= port <= 65535:
+        raise SettingValueError(f"{variable}: {entry!r} has no port from 1 to 65535", fix)
+    return host, port
+
+
+def parse_brokers(bootstrap: str, variable: str = "LAKEHOUSE_KAFKA_BOOTSTRAP") -> list[tuple[str, int]]:
+    """(host, port) of every broker in a Kafka bootstrap list such as `kafka1:9092,[::1]:9092`."""
+    entries = [e.strip() for e in bootstrap.split(",") if e.strip()]
+    if not entries:
+        raise SettingValueError(f"{variable} is empty", f"set {variable} to host:port, e.g. 127.0.0.1:9092")
+    return [_broker(e, variable) for e in entries]
 
 
 class LakehouseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # Where the local stack keeps its data, logs and pid files, and where downloads are cached.
     home: Path = Field(REPO_ROOT / ".lakehouse", description="data, logs and pid files of the local stack")
@@ -31,21 +110,29 @@ class LakehouseSettings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_controller_port: int = 9093
+    kafka_controller_port: Port = 9093
     events_topic: str = "clickstream.events"
-    events_partitions: int = 4
-    sensor_interval_seconds: int = 30  # how often the Kafka sensor looks for new records
+    events_partitions: int = Field(4, ge=1, description="partitions of the events topic when it is created")
+    sensor_interval_seconds: int = Field(
+        30, ge=1, description="how often the Kafka sensor looks for new records"
+    )
+    bronze_max_new_columns: int = Field(
+        64,
+        ge=0,
+        description="new top-level event fields schema evolution may add to bronze; beyond it, events with "
+        "more new fields are dead letters",
+    )
 
     # PostgreSQL (the OLTP source for CDC)
     postgres_host: str = "127.0.0.1"
-    postgres_port: int = 5432
+    postgres_port: Port = 5432
     postgres_user: str = "lakehouse"
     postgres_password: str = "lakehouse-local-secret"
     postgres_db: str = "marketplace"
 
     # Change data capture: Kafka Connect with Debezium. Which tables are captured is configuration.
-    connect_port: int = 8083
-    connect_heap: str = "768M"
+    connect_port: Port = 8083
+    connect_heap: JvmSize = "768M"
     cdc_topic_prefix: str = "cdc"
     cdc_schema: str = "marketplace"
     cdc_tables: str = "customers,merchants,products,orders,order_items,payments"
@@ -55,22 +142,24 @@ class LakehouseSettings(BaseSettings):
 
     # Trino
     trino_host: str = "127.0.0.1"
-    trino_port: int = 8080
+    trino_port: Port = 8080
     trino_user: str = "lakehouse"
     trino_catalog: str = "delta"
     trino_java_home: Path | None = Field(
         None, description="a JDK 24+ for Trino; found under /usr/lib/jvm if unset"
     )
-    trino_heap: str = "2G"
-    kafka_heap: str = "768M"
+    trino_heap: JvmSize = "2G"
+    kafka_heap: JvmSize = "768M"
 
     # Apache Pinot (real-time tables) and the ZooKeeper that holds its cluster state
-    zookeeper_port: int = 2181
-    pinot_controller_port: int = 9000
-    pinot_broker_port: int = 8099
-    pinot_server_port: int = 8098
-    pinot_server_admin_port: int = 8097
-    pinot_heap: str = Field("1536M", description="heap of the one JVM running controller, broker and server")
+    zookeeper_port: Port = 2181
+    pinot_controller_port: Port = 9000
+    pinot_broker_port: Port = 8099
+    pinot_server_port: Port = 8098
+    pinot_server_admin_port: Port = 8097
+    pinot_heap: JvmSize = Field(
+        "1536M", description="heap of the one JVM running controller, broker and server"
+    )
     pinot_cluster: str = "lakehouse"
     pinot_kafka_bootstrap: str | None = Field(
         None,
@@ -79,25 +168,26 @@ class LakehouseSettings(BaseSettings):
 
     # Flink stream jobs (PyFlink, in the streaming/ environment)
     flink_checkpoint_seconds: int = Field(
-        5, description="checkpoint interval: outputs are committed this often"
+        5, ge=1, description="checkpoint interval: outputs are committed this often"
     )
     flink_watermark_seconds: int = Field(
-        10, description="how far out of order events may arrive (watermark delay)"
+        10, ge=0, description="how far out of order events may arrive (watermark delay)"
     )
     flink_idle_seconds: int = Field(
         0,
+        ge=0,
         description="a Kafka partition without events this long no longer holds the watermark back (0: never)",
     )
     cart_abandon_minutes: int = Field(
-        30, description="inactivity after which a cart without checkout is abandoned"
+        30, ge=1, description="inactivity after which a cart without checkout is abandoned"
     )
     suspicious_amount_factor: float = Field(
-        5.0, description="a purchase this many times the user's mean is flagged"
+        5.0, gt=1, description="a purchase this many times the user's mean is flagged"
     )
     suspicious_burst_count: int = Field(
-        5, description="this many purchases by one user within the burst window are flagged"
+        5, ge=2, description="this many purchases by one user within the burst window are flagged"
     )
-    suspicious_burst_minutes: int = Field(10, description="the burst window for suspicious purchases")
+    suspicious_burst_minutes: int = Field(10, ge=1, description="the burst window for suspicious purchases")
 
     # Spark (local mode by default; a spark://, yarn or sc:// master by configuration)
     spark_master: str = "local[2]"
@@ -110,11 +200,24 @@ class LakehouseSettings(BaseSettings):
     schema_prefix: str = ""
 
     # Table maintenance: vacuum keeps unreferenced files this long (time travel and readers in flight).
-    vacuum_retention_hours: int = 168
+    vacuum_retention_hours: int = Field(168, ge=1)
 
     # Dagster UI
-    dagster_port: int = 3000
-    docs_port: int = Field(8580, description="port of the dbt docs site (`make docs`)")
+    dagster_port: Port = 3000
+    docs_port: Port = Field(8580, description="port of the dbt docs site (`make docs`)")
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str, info: ValidationInfo) -> str:
+        parse_endpoint(value, env_name(info.field_name))
+        return value
+
+    @field_validator("kafka_bootstrap", "pinot_kafka_bootstrap")
+    @classmethod
+    def _bootstrap_is_a_broker_list(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            parse_brokers(value, env_name(info.field_name))
+        return value
 
     def realtime_topic(self, name: str) -> str:
         """A stream job's output topic, e.g. `rt.product_ctr` (inside the namespace when prefixed)."""
@@ -133,8 +236,14 @@ class LakehouseSettings(BaseSettings):
         return f"http://127.0.0.1:{self.pinot_broker_port}"
 
     @property
+    def kafka_brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of each broker of the bootstrap list."""
+        return parse_brokers(self.kafka_bootstrap)
+
+    @property
     def kafka_port(self) -> int:
-        return int(self.kafka_bootstrap.rsplit(":", 1)[1])
+        """The first broker's port: the one the local stack's single broker listens on."""
+        return self.kafka_brokers[0][1]
 
     @property
     def cdc_table_list(self) -> list[str]:
@@ -146,7 +255,12 @@ class LakehouseSettings(BaseSettings):
 
     @property
     def s3_port(self) -> int:
-        return int(self.s3_endpoint.rsplit(":", 1)[1].split("/")[0])
+        """The object store's port, from the endpoint or its scheme (443 for https, 80 for http)."""
+        return parse_endpoint(self.s3_endpoint)[2]
+
+    @property
+    def s3_uses_tls(self) -> bool:
+        return parse_endpoint(self.s3_endpoint)[0] == "https"
 
     @property
     def docs_dir(self) -> Path:
@@ -168,10 +282,44 @@ class LakehouseSettings(BaseSettings):
             "AWS_REGION": self.s3_region,
             "AWS_ACCESS_KEY_ID": self.s3_access_key,
             "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
-            "AWS_ALLOW_HTTP": "true" if self.s3_endpoint.startswith("http://") else "false",
+            "AWS_ALLOW_HTTP": "false" if self.s3_uses_tls else "true",
         }
 
 
 @cache
 def get_settings() -> LakehouseSettings:
     return LakehouseSettings()
+
+
+def _requirement(field: str) -> str:
+    """What a field accepts, from its type and constraints: `a whole number from 1 to 65535`."""
+    info = LakehouseSettings.model_fields[field]
+    bounds = {k: getattr(m, k) for m in info.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    if any(getattr(m, "pattern", None) for m in info.metadata):
+        return "a size such as 768M or 2G"  # the one pattern: JvmSize
+    kind = {int: "a whole number", float: "a number"}.get(info.annotation, "a value")
+    if "ge" in bounds and "le" in bounds:
+        return f"{kind} from {bounds['ge']} to {bounds['le']}"
+    words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
+    return " and ".join(f"{kind} {words[k]} {v}" for k, v in bounds.items()) or kind
+
+
+def explain_settings_error(exc: ValidationError) -> tuple[str, str]:
+    """(problem, fix) of refused settings, each one line naming the LAKEHOUSE_ variables: what the
+    CLI prints instead of pydantic's multi-line report."""
+    problems, fixes = [], []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, SettingValueError):
+            problems.append(cause.problem)
+            fixes.append(cause.fix)
+            continue
+        variable = env_name(field)
+        problems.append(f"{variable}={err.get('input')!r}: {err['msg'][:1].lower()}{err['msg'][1:]}")
+        if field in LakehouseSettings.model_fields:
+            default = LakehouseSettings.model_fields[field].default
+            fixes.append(f"set {variable} to {_requirement(field)}, or unset it (default {default})")
+        else:
+            fixes.append(f"check {variable}")
+    return "; ".join(problems), "; ".join(fixes)

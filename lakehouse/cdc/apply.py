@@ -11,6 +11,13 @@ re-snapshot for instance) cannot say what was deleted in the meantime: when a ta
 is complete, every row older than the snapshot that it did not contain is marked deleted, in
 the same commit as the rest of the batch. The key columns come from Debezium's
 message key and the other columns from the images: adding a table or a column needs no code.
+
+No single change record can stop the apply: one without a usable key (a table without a primary
+key has none), with key columns missing from its image, or with a value whose type no longer fits
+its silver column becomes a dead letter with the reason, and the records after it are applied in
+the same run. A column whose values widen (integer to double) is rewritten to the wider type first.
+Silver and the dead letters take in change-log offsets through the one commit protocol
+(lakehouse/ingest/exactly_once.py), dead letters first.
 """
 
 from __future__ import annotations
@@ -18,28 +25,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import DeltaTable, write_deltalake
-from deltalake.transaction import CommitProperties, Transaction
+from deltalake import DeltaTable
 
-from lakehouse.ingest.bronze import arrow_type_of
-from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA, commit_dead_letters, keep_from
-from lakehouse.ingest.delta_sink import (
-    DeltaAppender,
-    arrow_schema,
-    landed_partitions,
-    next_offsets,
-    open_table,
-    txn_app_id,
-)
+from lakehouse.ingest import strict_json
+from lakehouse.ingest.bronze import arrow_type_of, to_column
+from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA, dead_letter_table
+from lakehouse.ingest.delta_sink import landed_partitions, open_table
+from lakehouse.ingest.exactly_once import MarkedTable, commit_in_order, keep_from
 
 SILVER_CDC_APP = "lakehouse-silver-cdc"
 CDC_DEAD_LETTER_APP = "lakehouse-cdc-dead-letters"
-DEAD_LETTER_MARK_LAG = 5000  # records a dead-letter mark may lag behind before an empty commit moves it
 META_COLUMNS = [("_cdc_lsn", pa.int64()), ("_cdc_op", pa.string()), ("_cdc_deleted", pa.bool_()),
                 ("_cdc_source_ts", pa.timestamp("ms", tz="UTC"))]  # fmt: skip
 
@@ -55,17 +54,82 @@ class ApplyResult:
 
 
 def newest_per_key(changes: list[dict]) -> tuple[list[str], list[dict]]:
-    """(key columns, one row per key: the newest change's image plus `_cdc_*` fields)."""
+    """(key columns, one row per key: the newest change's image plus `_cdc_*` fields). The changes are
+    validated ones (`validate_changes`): `key` and `image` parsed."""
     newest: dict[str, dict] = {}
     key_columns: list[str] = []
     for c in sorted(changes, key=lambda c: (c["lsn"], c["offset"])):
-        key = json.loads(c["key"])
-        key_columns = list(key)
-        image = json.loads(c["before"] if c["op"] == "d" else c["after"])
-        row = {**image, "_cdc_lsn": c["lsn"], "_cdc_op": c["op"], "_cdc_deleted": c["op"] == "d",
+        key_columns = list(c["key_values"])
+        row = {**c["image"], "_cdc_lsn": c["lsn"], "_cdc_op": c["op"], "_cdc_deleted": c["op"] == "d",
                "_cdc_source_ts": c["source_ts"]}  # fmt: skip
-        newest[json.dumps(key, sort_keys=True)] = row
+        newest[strict_json.dumps(c["key_values"])] = row
     return key_columns, list(newest.values())
+
+
+KEY_COLUMNS = "lakehouse.key_columns"  # recorded in every silver commit: a batch can't redefine the key
+WIDENINGS = {(pa.int64(), pa.float64())}  # (silver's type, the type a change brings): rewrite the column
+
+
+def parse_key(key: str | None) -> dict:
+    """Debezium's message key: the primary key's columns and values; ValueError if unusable."""
+    if key is None:
+        raise ValueError("no message key: the source table has no primary key, so Debezium sends none; add a "
+                         "primary key to the table (or set message.key.columns for it in the connector)")  # fmt: skip
+    parsed = strict_json.loads(key)
+    if not isinstance(parsed, dict) or not parsed:
+        raise ValueError(f"message key is not a JSON object with the key columns: {key[:80]!r}")
+    if any(isinstance(v, (dict, list)) or v is None for v in parsed.values()):
+        raise ValueError(f"message key has a null or nested value: {key[:80]!r}")
+    return parsed
+
+
+def validate_changes(
+    changes: list[dict], existing: pa.Schema | None, key_columns: list[str] | None = None
+) -> tuple[list[dict], list[tuple], dict, dict]:
+    """(usable changes with `key_values` and `image`, dead letters as (row, reason), columns to widen in
+    silver, and the type of every column the usable changes need).
+
+    The first usable change fixes the key columns of the batch (silver's, when it exists: its key never
+    changes without a re-snapshot); a change with other key columns is a dead letter."""
+    silver_types = {f.name: f.type for f in existing} if existing is not None else {}
+    types = dict(silver_types)  # silver's columns, then the new ones this batch adds
+    usable, dead, widen = [], [], {}
+    for c in sorted(changes, key=lambda c: (c["lsn"], c["offset"])):
+        try:
+            key = parse_key(c["key"])
+            image = strict_json.loads(c["before"] if c["op"] == "d" else c["after"])
+            if not isinstance(image, dict):
+                raise ValueError("the change's image is not a JSON object")
+            missing = [k for k in key if k not in image]
+            if missing:
+                raise ValueError(f"key column(s) {', '.join(missing)} missing from the change's image")
+            if key_columns is not None and list(key) != key_columns:
+                raise ValueError(f"key columns {list(key)} differ from the table's {key_columns}")
+            image = {n: strict_json.dumps(v) if isinstance(v, (dict, list)) else v for n, v in image.items()}
+            found_types = {}
+            for name, value in image.items():
+                if name.startswith("_cdc_"):
+                    raise ValueError(f"column {name!r} collides with silver's change columns (_cdc_*)")
+                if value is None:
+                    continue
+                found = arrow_type_of(value)
+                column_type = types.get(name, found)
+                if (column_type, found) in WIDENINGS:
+                    column_type = found  # integer to double: the column widens
+                to_column(
+                    name, value, column_type
+                )  # ValueError: out of range, or a type change that cannot widen
+                found_types[name] = column_type
+        except ValueError as exc:
+            dead.append((c, str(exc)))
+            continue
+        key_columns = list(key)
+        for name, column_type in found_types.items():
+            if name in silver_types and silver_types[name] != column_type:
+                widen[name] = column_type
+            types[name] = column_type
+        usable.append({**c, "key_values": key, "image": image})
+    return usable, dead, widen, types
 
 
 SNAPSHOT_ENDS = {"last", "last_in_data_collection"}
@@ -91,7 +155,7 @@ def snapshot_sweep(change_log: DeltaTable, silver: DeltaTable | None, changes: l
         in_snapshot = change_log.to_pyarrow_dataset().to_table(
             filter=(ds.field("lsn") == snap_lsn) & (ds.field("op") == "r"), columns=["key"]
         )
-        keys = {tuple(json.loads(k)[c] for c in key_columns) for k in in_snapshot.column("key").to_pylist()}
+        keys = {key for key in map(_key_tuple(key_columns), in_snapshot.column("key").to_pylist()) if key}
         marker = {"_cdc_lsn": snap_lsn, "_cdc_op": "d", "_cdc_deleted": True, "_cdc_source_ts": snap_ts}
         for row in newest:
             if (
@@ -108,9 +172,23 @@ def snapshot_sweep(change_log: DeltaTable, silver: DeltaTable | None, changes: l
     return markers
 
 
-def rows_to_arrow(rows: list[dict], existing: pa.Schema | None) -> pa.Table:
-    """Rows as a table: known columns keep the table's types, new columns take their JSON value's type."""
+def _key_tuple(key_columns: list[str]):
+    def parse(key: str | None) -> tuple | None:
+        try:
+            values = parse_key(key)
+            return tuple(values[c] for c in key_columns)
+        except (ValueError, KeyError):
+            return None  # not a usable key: that record is a dead letter, not a row of the snapshot
+
+    return parse
+
+
+def rows_to_arrow(rows: list[dict], existing: pa.Schema | None, validated: dict | None = None) -> pa.Table:
+    """Rows as a table: known columns keep the table's types, new columns take the type validation gave
+    them (or their JSON value's). Never let Arrow pick: it truncates 1.5 into an integer column."""
     types = {f.name: f.type for f in existing} if existing is not None else {}
+    for name, column_type in (validated or {}).items():
+        types.setdefault(name, column_type)
     for name, t in META_COLUMNS:
         types.setdefault(name, t)
     for row in rows:
@@ -131,19 +209,19 @@ def apply_changes(
     topic: str,
     log: Callable[[str], None] = print,
 ) -> ApplyResult:
-    """Apply the change log's new records to silver; unreadable ones (kept in the change log with the
-    reason) become dead letters first, each table with its own marks, as in the bronze refining."""
+    """Apply the change log's new records to silver; unusable ones (unreadable when landed, or refused
+    here) become dead letters first, each table with its own marks, as in the bronze refining."""
     result = ApplyResult()
     change_log = open_table(change_log_uri, storage_options)
     if change_log is None:
         log(f"{change_log_uri}: no change log yet")
         return result
-    silver = open_table(silver_uri, storage_options)
-    dead_appender = DeltaAppender(dead_letter_uri, storage_options, DEAD_LETTER_SCHEMA)
-    dead_table = dead_appender.open()
+    silver = MarkedTable(silver_uri, storage_options, SILVER_CDC_APP, topic).open()
+    dead = MarkedTable(
+        dead_letter_uri, storage_options, CDC_DEAD_LETTER_APP, topic, schema=DEAD_LETTER_SCHEMA
+    ).open()
     partitions = landed_partitions(change_log)
-    marks = next_offsets(silver, SILVER_CDC_APP, topic, partitions)
-    dead_marks = next_offsets(dead_table, CDC_DEAD_LETTER_APP, topic, partitions)
+    marks, dead_marks = silver.next_offsets(partitions), dead.next_offsets(partitions)
     filters = None
     for p in partitions:
         f = (ds.field("partition") == p) & (ds.field("offset") >= min(marks[p], dead_marks[p]))
@@ -155,65 +233,71 @@ def apply_changes(
         log(f"{silver_uri}: up to date")
         return result
     last = read.group_by("partition").aggregate([("offset", "max")])
-    last = dict(zip(last.column("partition").to_pylist(), last.column("offset_max").to_pylist(), strict=True))
-
-    unreadable = read.filter(pc.is_valid(read.column("error")))
-    dead = unreadable.select(["topic", "partition", "offset", "kafka_timestamp", "value", "error"])
-    dead = dead.append_column("dead_lettered_at", pa.array([datetime.now(UTC)] * dead.num_rows,
-                                                           pa.timestamp("us", tz="UTC")))  # fmt: skip
-    # The dead letters' marks move with a commit only when there is one to write or they lag far behind:
-    # an empty commit per run would grow the table's log for nothing.
-    dead = keep_from(dead.cast(DEAD_LETTER_SCHEMA), dead_marks, "partition", "offset")
-    if dead.num_rows or any(o + 1 - dead_marks[p] > DEAD_LETTER_MARK_LAG for p, o in last.items()):
-        dead_txns = [Transaction(txn_app_id(CDC_DEAD_LETTER_APP, topic, p), o) for p, o in last.items()]
-        commit_dead_letters(dead_appender, dead_table, dead, dead_marks, dead_txns, change_log_uri)
-    result.dead_letters = dead.num_rows
-    if dead.num_rows:
-        reasons = sorted(set(dead.column("error").to_pylist()))
-        log(f"{silver_uri}: {dead.num_rows} change records cannot be applied, kept in {dead_letter_uri}: "
-            f"{'; '.join(reasons[:3])}")  # fmt: skip
+    upto = {p: max(marks[p], dead_marks[p]) for p in partitions}
+    for p, o in zip(last.column("partition").to_pylist(), last.column("offset_max").to_pylist(), strict=True):
+        upto[p] = max(upto[p], o + 1)
 
     rows = keep_from(read, marks, "partition", "offset")
-    if rows.num_rows == 0:
-        return result
     result.changes_read = rows.num_rows
-    txns = [Transaction(txn_app_id(SILVER_CDC_APP, topic, p), o) for p, o in last.items()]
-    commit = CommitProperties(app_transactions=txns, custom_metadata={"lakehouse.source": change_log_uri})
-    changes = rows.filter(
-        pc.and_(pc.is_valid(rows.column("op")), pc.is_null(rows.column("error")))
-    ).to_pylist()
+    readable = rows.filter(pc.and_(pc.is_valid(rows.column("op")), pc.is_null(rows.column("error"))))
+    known_key = silver.recorded(KEY_COLUMNS)
+    changes, refused, widen, types = validate_changes(
+        readable.to_pylist(), silver.arrow_schema(), json.loads(known_key) if known_key else None
+    )
+    unreadable = read.filter(pc.is_valid(read.column("error"))).to_pylist()
+    dead_rows = dead_letter_table(
+        [(r["topic"], r["partition"], r["offset"], r["kafka_timestamp"], r["value"], r["error"]) for r in unreadable]
+        + [(c["topic"], c["partition"], c["offset"], c["kafka_timestamp"], c["value"], reason)
+           for c, reason in refused]
+    )  # fmt: skip
     key_columns, newest = newest_per_key(changes)
-    newest += snapshot_sweep(change_log, silver, changes, key_columns, newest)
+    silver.metadata[KEY_COLUMNS] = json.dumps(key_columns or (json.loads(known_key) if known_key else []))
+    newest += snapshot_sweep(change_log, silver.table, changes, key_columns, newest)
     result.keys_changed = len(newest)
-    existing = arrow_schema(silver) if silver is not None else None
-    if not newest:
-        if silver is not None:
-            silver.create_write_transaction(
-                [], mode="append", schema=silver.schema(), commit_properties=commit
-            )
-        return result
-    source = rows_to_arrow(newest, existing)
-    result.new_columns = [n for n in source.schema.names if existing is not None and n not in existing.names]
-    if silver is None:
-        write_deltalake(silver_uri, source, storage_options=storage_options, commit_properties=commit,
-                        configuration={"delta.checkpointInterval": "20"})  # fmt: skip
-        result.inserted = source.num_rows
-    else:
+
+    def write_silver() -> None:
+        if widen:
+            rewiden(silver, widen, marks, change_log_uri, log)
+        existing = silver.arrow_schema()
+        source = rows_to_arrow(newest, existing, types) if newest else pa.table({})
+        result.new_columns = [
+            n for n in source.schema.names if existing is not None and n not in existing.names
+        ]
+        if not newest:
+            if silver.table is not None:
+                silver.mark(upto, change_log_uri)
+            return
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in key_columns)
-        metrics = (
-            silver.merge(source, predicate=predicate, source_alias="s", target_alias="t", merge_schema=True,
-                         commit_properties=commit)
-            .when_matched_update_all(predicate="s._cdc_lsn > t._cdc_lsn")
-            .when_not_matched_insert_all()
-            .execute()
+        metrics = silver.merge(
+            source, upto, change_log_uri, predicate=predicate,
+            clauses=lambda m: m.when_matched_update_all(predicate="s._cdc_lsn > t._cdc_lsn").when_not_matched_insert_all(),
         )  # fmt: skip
         result.inserted, result.updated = (
             metrics["num_target_rows_inserted"],
             metrics["num_target_rows_updated"],
         )
+
+    written = commit_in_order(dead, dead_rows, silver, write_silver, upto, change_log_uri)
+    result.dead_letters = written.num_rows
+    if written.num_rows:
+        reasons = sorted(set(written.column("error").to_pylist()))
+        log(f"{silver_uri}: {written.num_rows} change records cannot be applied, kept in {dead_letter_uri}: "
+            f"{'; '.join(reasons[:3])}")  # fmt: skip
     log(f"{silver_uri}: {result.changes_read} changes, {result.keys_changed} keys, inserted {result.inserted}, "
         f"updated {result.updated}, dead letters {result.dead_letters}")  # fmt: skip
     return result
+
+
+def rewiden(
+    silver: MarkedTable, widen: dict[str, pa.DataType], marks: dict[int, int], source: str, log
+) -> None:
+    """Rewrite silver with the widened column types (one commit; the marks stay where they are)."""
+    if silver.table is None:
+        return
+    table = silver.table.to_pyarrow_table()
+    schema = pa.schema([pa.field(f.name, widen.get(f.name, f.type)) for f in table.schema])
+    log(f"{silver.uri}: widening {', '.join(f'{n} to {t}' for n, t in widen.items())} (table rewritten)")
+    silver.rewrite(table.cast(schema), marks, source)
 
 
 def current_state(silver: DeltaTable) -> pa.Table:

@@ -41,6 +41,7 @@ def build_change_log_assets(schema: str, tables: list[str]) -> dg.AssetsDefiniti
         name="raw_cdc_change_logs",
         specs=[_spec(schema, t) for t in tables],
         can_subset=True,
+        pool="landing_raw_cdc",
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def raw_cdc_change_logs(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
@@ -124,7 +125,7 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
         "reason: not JSON, not a Debezium change, no LSN, or a change of another table than its topic's. They "
         "stay in the raw change log too; nothing is dropped.")))  # fmt: skip
 
-    @dg.multi_asset(name="silver_cdc_current_state", specs=specs, can_subset=True,
+    @dg.multi_asset(name="silver_cdc_current_state", specs=specs, can_subset=True, pool="apply_silver_cdc",
                     backfill_policy=dg.BackfillPolicy.single_run())  # fmt: skip
     def silver_cdc_current_state(
         context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource

@@ -22,7 +22,9 @@ def connector_config(s: LakehouseSettings) -> dict[str, str]:
     values = {**s.model_dump(mode="json"),
               "database_host": s.cdc_database_host or s.postgres_host, "slot_name": SLOT_NAME,
               "table_include_list": ",".join(f"{s.cdc_schema}.{t}" for t in s.cdc_table_list)}  # fmt: skip
-    return json.loads(Template(TEMPLATE.read_text()).substitute({k: str(v) for k, v in values.items()}))
+    # Each value goes inside a JSON string of the template: escaped, so quotes and backslashes survive.
+    escaped = {k: json.dumps(str(v))[1:-1] for k, v in values.items()}
+    return json.loads(Template(TEMPLATE.read_text()).substitute(escaped))
 
 
 def connector_status(s: LakehouseSettings) -> dict:

@@ -8,7 +8,7 @@ import time
 from lakehouse.cdc.apply import apply_changes
 from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
 from lakehouse.cdc.connector import SLOT_NAME
-from lakehouse.ingest.delta_sink import DeltaAppender
+from lakehouse.ingest.exactly_once import MarkedTable
 from lakehouse.ingest.landing import land_topic
 from lakehouse.resources.kafka import KafkaResource
 from lakehouse.resources.lake import LakeResource
@@ -27,10 +27,9 @@ def land_changes(kafka: KafkaResource, lake: LakeResource, table: str, log=print
     topic = kafka.cdc_topic(table)
     if not kafka.topic_exists(topic):
         return None
-    appender = DeltaAppender(
-        lake.table_uri("raw", change_log_table(table)), lake.storage_options, CHANGE_LOG_SCHEMA
-    )
-    return land_topic(kafka, appender, topic, RAW_CDC_APP, to_table=to_change_log, log=log)
+    target = MarkedTable(lake.table_uri("raw", change_log_table(table)), lake.storage_options, RAW_CDC_APP, topic,
+                         schema=CHANGE_LOG_SCHEMA)  # fmt: skip
+    return land_topic(kafka, target, to_table=to_change_log, log=log)
 
 
 def apply_table(kafka: KafkaResource, lake: LakeResource, table: str, log=print):

@@ -3,12 +3,16 @@ checked, with every rejected message in a dead-letter table."""
 
 import dagster as dg
 
-from lakehouse.ingest.landing import land_topic, raw_appender
+from lakehouse.ingest.landing import land_topic, raw_target
 from lakehouse.ingest.refine import refine
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.resources import KafkaResource, LakeResource
 
 RAW_APP_ID = "lakehouse-raw"
+# Concurrency pools (limit 1 each: dagster.yaml's `concurrency.pools.default_limit`, written by `lakehouse stack
+# up`): two runs never write one Kafka-fed table at once. The commit protocol would stop the second cleanly
+# anyway (exactly_once.py); the pool keeps it from being started.
+LANDING_POOL = "landing_raw_clickstream_events"
 RAW_KEY = dg.AssetKey(["raw", "clickstream_events"])
 BRONZE_KEY = dg.AssetKey(["bronze", "clickstream_events"])
 DEAD_LETTERS_KEY = dg.AssetKey(["bronze", "clickstream_dead_letters"])
@@ -25,6 +29,7 @@ class RawEventsConfig(dg.Config):
     owners=[PLATFORM_OWNER],
     freshness_policy=STREAMING_FRESHNESS,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=LANDING_POOL,
     kinds={"kafka", "delta"},
     description=(
         "Clickstream messages exactly as received from Kafka (key and value bytes), with their "
@@ -36,7 +41,7 @@ def raw_clickstream_events(
     context: dg.AssetExecutionContext, config: RawEventsConfig, kafka: KafkaResource, lake: LakeResource
 ) -> dg.MaterializeResult:
     uri = lake.table_uri("raw", "clickstream_events")
-    result = land_topic(kafka, raw_appender(uri, lake.storage_options), kafka.events_topic, RAW_APP_ID,
+    result = land_topic(kafka, raw_target(uri, lake.storage_options, kafka.events_topic, RAW_APP_ID),
                         batch_size=config.batch_size, batch_seconds=config.batch_seconds,
                         log=context.log.info)  # fmt: skip
     table = lake.table("raw", "clickstream_events")
@@ -74,6 +79,7 @@ def raw_clickstream_events(
         ),
     ],
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="refine_bronze_clickstream",
 )  # fmt: skip
 def bronze_clickstream(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
     result = refine(
@@ -81,6 +87,7 @@ def bronze_clickstream(context: dg.AssetExecutionContext, kafka: KafkaResource, 
         lake.table_uri("bronze", "clickstream_events"),
         lake.table_uri("bronze", "clickstream_dead_letters"),
         lake.storage_options, kafka.events_topic, RAW_APP_ID, log=context.log.info,
+        max_new_columns=lake.bronze_max_new_columns,
     )  # fmt: skip
     yield dg.MaterializeResult(
         asset_key=BRONZE_KEY,

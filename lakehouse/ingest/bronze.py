@@ -1,20 +1,24 @@
 """Raw clickstream messages -> typed bronze rows and dead letters (pure logic, no I/O).
 
-Known fields are typed strictly; a message that is not JSON, lacks a required field or has a
-field of the wrong type becomes a dead letter with the reason. A new top-level field is kept as
-a new column (schema evolution) as long as its type is stable; a value whose type does not fit
-the column already in the table is an incompatible change and goes to the dead letters.
+No single message, whatever its bytes, can stop this step: each becomes a row or a dead letter
+with the reason. Known fields are typed strictly and never coerced: an integer out of its
+column's range, a fractional value for an integer column, a number as a string, a boolean as a
+number, NaN or infinity, an oversized or invalid string, deep nesting, duplicate keys are all
+dead letters. A new top-level field becomes a new column (schema evolution) when its name can
+be a column and its type is stable, up to `max_new_columns` columns beyond the base schema; a
+value that does not fit a column already in the table is an incompatible change (dead letter).
 """
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA
+from lakehouse.ingest import strict_json
+from lakehouse.ingest.dead_letters import dead_letter_table
 
 BRONZE_SCHEMA = pa.schema([
     pa.field("event_id", pa.string(), nullable=False),
@@ -37,64 +41,81 @@ BRONZE_SCHEMA = pa.schema([
 
 
 REQUIRED = ("event_id", "event_type", "event_time", "user_id")
-KNOWN = {f.name for f in BRONZE_SCHEMA} - {"event_date", "kafka_partition", "kafka_offset"}
+COMPUTED = {"event_date", "kafka_partition", "kafka_offset"}  # bronze's own columns: never from the message
+KNOWN = {f.name for f in BRONZE_SCHEMA} - COMPUTED
+MAX_TIME_CHARS = 64
+COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # what Delta, Spark and Trino all take as a column
+INT_RANGE = {pa.int32(): (-(2**31), 2**31 - 1), pa.int64(): (-(2**63), 2**63 - 1)}
+EXACT_DOUBLE = 2**53  # integers beyond this lose digits as a double
+
+
+def to_column(name: str, value, column_type: pa.DataType):
+    """A JSON value as the value of a column of `column_type`, or ValueError: never coerced or truncated."""
+    if value is None:
+        return None
+    if column_type in INT_RANGE:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} is not an integer: {_show(value)}")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"{name} is not an integer: {value!r} (a fraction is never truncated)")
+            value = int(value)
+        lo, hi = INT_RANGE[column_type]
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} is out of range for {column_type}: {_show(value)}")
+        return value
+    if column_type == pa.float64():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} is not a number: {_show(value)}")
+        if isinstance(value, int) and abs(value) > EXACT_DOUBLE:
+            raise ValueError(f"{name} cannot be stored exactly as a double: {_show(value)}")
+        return float(value)
+    if column_type == pa.bool_():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} is not a boolean: {_show(value)}")
+        return value
+    if column_type == pa.string():
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{name} is not a string: {_show(value)}")
+    raise ValueError(f"{name}: the table's column type {column_type} takes no JSON value ({_show(value)})")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def parse_event(value: bytes | None) -> tuple[dict, dict]:
     """One message as (typed known fields, extra top-level fields); ValueError with the reason if invalid."""
-    try:
-        event = json.loads(value)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
+    event = strict_json.loads(value)
     if not isinstance(event, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError(f"not a JSON object: a JSON {type(event).__name__}")
     missing = [k for k in REQUIRED if event.get(k) in (None, "")]
     if missing:
         raise ValueError(f"missing required field(s): {', '.join(missing)}")
-    raw_time = event["event_time"]
-    if not isinstance(raw_time, str):
-        raise ValueError(f"event_time is not an ISO-8601 timestamp: {raw_time!r}")
-    try:
-        event_time = datetime.fromisoformat(raw_time.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"event_time is not an ISO-8601 timestamp: {raw_time!r}") from exc
-    if event_time.tzinfo is None:
-        event_time = event_time.replace(tzinfo=UTC)
-    event_time = event_time.astimezone(UTC)
-
-    def opt(name: str, kind):
-        v = event.get(name)
-        if v is None:
-            return None
-        if kind in (int, float) and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise ValueError(f"{name} is not {'an integer' if kind is int else 'a number'}: {v!r}")
-        if kind is int and isinstance(v, float) and not v.is_integer():
-            raise ValueError(f"{name} is not an integer: {v!r}")
-        if kind is str and not isinstance(v, str):
-            raise ValueError(f"{name} is not a string: {v!r}")
-        return kind(v)
-
+    row = {name: to_column(name, event.get(name), BRONZE_SCHEMA.field(name).type)
+           for name in KNOWN - {"event_time", "properties"}}  # fmt: skip
+    row["event_time"] = parse_time(event["event_time"])
+    row["event_date"] = row["event_time"].date()
     properties = event.get("properties")
     if properties is not None and not isinstance(properties, dict):
-        raise ValueError(f"properties is not a JSON object: {properties!r}")
-    row = {
-        "event_id": opt("event_id", str),
-        "event_type": opt("event_type", str),
-        "event_time": event_time,
-        "event_date": event_time.date(),
-        "user_id": opt("user_id", int),
-        "session_hint": opt("session_hint", str),
-        "product_id": opt("product_id", int),
-        "merchant_id": opt("merchant_id", int),
-        "price": opt("price", float),
-        "quantity": opt("quantity", int),
-        "device": opt("device", str),
-        "country": opt("country", str),
-        "schema_version": opt("schema_version", int),
-        "properties": json.dumps(properties or {}, sort_keys=True),
-    }
+        raise ValueError(f"properties is not a JSON object: {_show(properties)}")
+    row["properties"] = strict_json.dumps(properties or {})
     extras = {k: v for k, v in event.items() if k not in KNOWN and v is not None}
     return row, extras
+
+
+def parse_time(raw) -> datetime:
+    if not isinstance(raw, str) or len(raw) > MAX_TIME_CHARS:
+        raise ValueError(f"event_time is not an ISO-8601 timestamp: {_show(raw)}")
+    try:
+        event_time = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if event_time.tzinfo is None:
+            event_time = event_time.replace(tzinfo=UTC)
+        return event_time.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"event_time is not an ISO-8601 timestamp in range: {_show(raw)} ({exc})") from exc
 
 
 def arrow_type_of(value) -> pa.DataType:
@@ -108,17 +129,6 @@ def arrow_type_of(value) -> pa.DataType:
     return pa.string()
 
 
-def _fits(value, column_type: pa.DataType) -> bool:
-    found = arrow_type_of(value)
-    return found == column_type or (found == pa.int64() and column_type == pa.float64())
-
-
-def _column_value(value, column_type: pa.DataType):
-    if column_type == pa.string() and isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return value
-
-
 @dataclass
 class BronzeBatch:
     table: pa.Table  # valid rows, first delivery of each event_id in this batch
@@ -126,16 +136,70 @@ class BronzeBatch:
     duplicates: int = 0  # repeated deliveries within the batch
 
 
-def to_bronze(raw: pa.Table, existing: pa.Schema | None = None) -> BronzeBatch:
+class Columns:
+    """The bronze table's columns as this batch goes: the existing ones, and new fields up to a limit."""
+
+    def __init__(self, existing: pa.Schema | None, max_new: int):
+        self.types = {f.name: f.type for f in (existing or BRONZE_SCHEMA)}
+        self.lower = {n.lower(): n for n in self.types}
+        self.max_new = max_new
+
+    def new_count(self) -> int:
+        return sum(1 for n in self.types if n not in BRONZE_SCHEMA.names)
+
+    def values(self, extras: dict) -> tuple[dict, dict[str, pa.DataType]]:
+        """The extra fields as column values, and the columns they would add; ValueError if they cannot."""
+        values, added = {}, {}
+        for name, v in extras.items():
+            if name in COMPUTED:
+                raise ValueError(f"field {name!r} is computed by bronze and cannot come from a message")
+            column_type = self.types.get(name)
+            if column_type is None:
+                if not COLUMN_NAME.fullmatch(name):
+                    raise ValueError(f"field {_show(name)} cannot become a column (letters, digits and _, at "
+                                     "most 128, not starting with a digit)")  # fmt: skip
+                taken = self.lower.get(name.lower()) or next(
+                    (n for n in added if n.lower() == name.lower()), None
+                )
+                if taken:
+                    raise ValueError(f"field {name!r} differs from column {taken!r} only in case")
+                if self.new_count() + len(added) >= self.max_new:
+                    raise ValueError(f"field {name!r} would be column {self.new_count() + len(added) + 1} beyond "
+                                     f"the base schema; the limit is {self.max_new} "
+                                     "(LAKEHOUSE_BRONZE_MAX_NEW_COLUMNS)")  # fmt: skip
+                column_type = added[name] = arrow_type_of(v)
+            elif not _fits(v, column_type):
+                raise ValueError(f"incompatible change: field {name!r} is {arrow_type_of(v)}, the table has "
+                                 f"{column_type}")  # fmt: skip
+            if column_type == pa.string() and isinstance(v, (dict, list)):
+                v = strict_json.dumps(v)
+            values[name] = to_column(name, v, column_type)
+        return values, added
+
+    def add(self, added: dict[str, pa.DataType]) -> None:
+        self.types.update(added)
+        self.lower.update({n.lower(): n for n in added})
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([*BRONZE_SCHEMA, *(pa.field(n, t) for n, t in self.types.items()
+                                            if n not in BRONZE_SCHEMA.names)])  # fmt: skip
+
+
+def _fits(value, column_type: pa.DataType) -> bool:
+    found = arrow_type_of(value)
+    return found == column_type or (found == pa.int64() and column_type == pa.float64())
+
+
+def to_bronze(raw: pa.Table, existing: pa.Schema | None = None, max_new_columns: int = 64) -> BronzeBatch:
     """Type raw messages; keep the first delivery of each event_id; route the rest to dead letters.
 
     `existing` is the bronze table's current schema: the types of columns added by earlier batches."""
-    columns = {f.name: f.type for f in (existing or BRONZE_SCHEMA)}
+    columns = Columns(existing, max_new_columns)
     rows: list[dict] = []
-    dead: dict[str, list] = {f.name: [] for f in DEAD_LETTER_SCHEMA}
+    coordinates: list[tuple] = []
+    dead: list[tuple] = []
     seen: set[str] = set()
     duplicates = 0
-    now = datetime.now(UTC)
     order = raw.sort_by([("partition", "ascending"), ("offset", "ascending")])
     for topic, partition, offset, ts, value in zip(
         *(order.column(c).to_pylist() for c in ("topic", "partition", "offset", "kafka_timestamp", "value")),
@@ -143,18 +207,12 @@ def to_bronze(raw: pa.Table, existing: pa.Schema | None = None) -> BronzeBatch:
     ):
         try:
             row, extras = parse_event(value)
-            for name, v in extras.items():
-                if name not in columns:
-                    columns[name] = arrow_type_of(v)  # a new optional field: a new column
-                elif not _fits(v, columns[name]):
-                    raise ValueError(
-                        f"incompatible change: field {name!r} is {arrow_type_of(v)}, the table has {columns[name]}"
-                    )
-                row[name] = _column_value(v, columns[name])
+            values, added = columns.values(extras)
         except ValueError as exc:
-            for name, v in zip(dead, (topic, partition, offset, ts, value, str(exc), now), strict=True):
-                dead[name].append(v)
+            dead.append((topic, partition, offset, ts, value, str(exc)))
             continue
+        columns.add(added)
+        row.update(values)
         if row["event_id"] in seen:
             duplicates += 1
             continue
@@ -162,10 +220,25 @@ def to_bronze(raw: pa.Table, existing: pa.Schema | None = None) -> BronzeBatch:
         row["kafka_partition"] = partition
         row["kafka_offset"] = offset
         rows.append(row)
-    new_fields = [pa.field(n, t) for n, t in columns.items() if n not in BRONZE_SCHEMA.names]
-    schema = pa.schema([*BRONZE_SCHEMA, *new_fields])
-    return BronzeBatch(
-        table=pa.Table.from_pylist(rows, schema=schema),
-        dead_letters=pa.table(dead, schema=DEAD_LETTER_SCHEMA),
-        duplicates=duplicates,
-    )
+        coordinates.append((topic, partition, offset, ts, value))
+    table, rejected = _arrow_rows(rows, coordinates, columns.schema())
+    return BronzeBatch(table=table, dead_letters=dead_letter_table(dead + rejected), duplicates=duplicates)
+
+
+def _arrow_rows(
+    rows: list[dict], coordinates: list[tuple], schema: pa.Schema
+) -> tuple[pa.Table, list[tuple]]:
+    """The rows as a table. Validation should leave nothing Arrow refuses; should it still refuse a row,
+    that row (found one by one) becomes a dead letter with Arrow's reason instead of failing the batch."""
+    try:
+        return pa.Table.from_pylist(rows, schema=schema), []
+    except (pa.ArrowException, OverflowError, ValueError, TypeError):
+        pass
+    good, rejected = [], []
+    for row, coordinate in zip(rows, coordinates, strict=True):
+        try:
+            pa.Table.from_pylist([row], schema=schema)
+            good.append(row)
+        except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+            rejected.append((*coordinate, f"cannot be stored in bronze: {exc}"))
+    return pa.Table.from_pylist(good, schema=schema), rejected

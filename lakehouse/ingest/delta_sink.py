@@ -1,18 +1,14 @@
-"""Two-phase appends to a Delta table: write Parquet data files, then commit them with `txn` actions.
+"""Delta helpers shared by every table fed from Kafka: opening, offsets in the log, file uploads.
 
-Splitting the two phases is what makes the ingest's guarantee testable: a crash after the data
-files are written but before the commit leaves only unreferenced files (removed later by vacuum),
-and the next run, resuming from the offsets in the log, writes those records again.
+The commit protocol itself (marks per partition, concurrent writers, dead letters first) is
+`lakehouse/ingest/exactly_once.py`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import uuid
-from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -21,21 +17,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
-from deltalake.transaction import AddAction, CommitProperties, Transaction
+from deltalake.transaction import AddAction
 
 from lakehouse.stack.errors import StackError
-
-# Fault injection for the crash tests: the probability of killing this process between writing
-# data files and committing them. Never set outside tests.
-CRASH_BEFORE_COMMIT_ENV = "LAKEHOUSE_FAULT_CRASH_BEFORE_COMMIT"
 
 
 class LakeUnavailable(StackError):
     """The object store did not answer: says where, and how to fix it."""
-
-
-class ConcurrentWriterError(RuntimeError):
-    """Another process landed the same topic partitions into the same table at the same time."""
 
 
 def txn_app_id(app: str, topic: str, partition: int) -> str:
@@ -103,69 +91,15 @@ def _stats(table: pa.Table, range_columns: tuple[str, ...]) -> str:
     return json.dumps(stats)
 
 
-@dataclass
-class DeltaAppender:
-    uri: str
-    storage_options: dict[str, str]
-    schema: pa.Schema
-    range_columns: tuple[str, ...] = ("partition", "offset")
-    checkpoint_interval: int = 20
-
-    def open(self) -> DeltaTable:
-        """The table at its latest version, created (empty) if it does not exist yet."""
-        try:
-            return DeltaTable(self.uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            pass
-        except OSError as exc:
-            raise LakeUnavailable(
-                f"cannot read {self.uri} at {self.storage_options.get('AWS_ENDPOINT_URL', 'the object store')}: "
-                f"{str(exc).splitlines()[0]} ({' '.join(str(exc).split())[-160:]})",
-                fix="start the object store (`lakehouse stack up`) or check LAKEHOUSE_S3_ENDPOINT and "
-                "the credentials; the next run resumes from the last commit",
-            ) from exc
-        try:
-            return DeltaTable.create(
-                self.uri, self.schema, mode="ignore", storage_options=self.storage_options,
-                configuration={"delta.checkpointInterval": str(self.checkpoint_interval)},
-            )  # fmt: skip
-        except Exception:  # noqa: BLE001 - a concurrent creator won: use its table
-            return DeltaTable(self.uri, storage_options=self.storage_options)
-
-    def next_offsets(self, table: DeltaTable, app: str, topic: str, partitions: list[int]) -> dict[int, int]:
-        return next_offsets(table, app, topic, partitions)
-
-    def write_files(self, batch: pa.Table) -> list[AddAction]:
-        """Phase one: upload the batch as a Parquet file; nothing is visible until `commit`."""
-        fs, root = table_filesystem(self.uri, self.storage_options)
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.zstd.parquet"
-        with fs.open_output_stream(f"{root}/{name}") as out:
-            pq.write_table(batch, out, compression="zstd", write_statistics=False)
-        size = fs.get_file_info(f"{root}/{name}").size
-        return [AddAction(path=name, size=size, partition_values={}, modification_time=int(time.time() * 1000),
-                          data_change=True, stats=_stats(batch, self.range_columns))]  # fmt: skip
-
-    def commit(
-        self, table: DeltaTable, adds: list[AddAction], txns: list[Transaction], metadata: dict
-    ) -> None:
-        """Phase two: one Delta commit with the files and the offsets. It fails with CommitFailedError if
-        another writer committed the same `txn` app ids since `table` was read (no duplicates)."""
-        if os.environ.get(CRASH_BEFORE_COMMIT_ENV):
-            import random
-
-            if random.random() < float(os.environ[CRASH_BEFORE_COMMIT_ENV]):
-                os.kill(os.getpid(), signal.SIGKILL)
-        table.create_write_transaction(
-            adds, mode="append", schema=self.schema,
-            commit_properties=CommitProperties(app_transactions=txns, custom_metadata=metadata),
-        )  # fmt: skip
-        # Move the snapshot to include our commit, so our next commit is not taken for a concurrent one.
-        # If another writer's offsets show up now, stop: positions held in memory are no longer the truth.
-        table.update_incremental()
-        for txn in txns:
-            if table.transaction_version(txn.app_id) != txn.version:
-                raise ConcurrentWriterError(
-                    f"another writer moved {txn.app_id} of {self.uri} to "
-                    f"{table.transaction_version(txn.app_id)} right after we committed {txn.version}; "
-                    "stopping so that the next run resumes from the table"
-                )
+def upload_files(uri: str, storage_options: dict[str, str], batch: pa.Table,
+                 range_columns: tuple[str, ...] = ("partition", "offset")) -> list[AddAction]:  # fmt: skip
+    """Phase one of a two-phase append: upload the batch as a Parquet file next to the table's data.
+    Nothing is visible until a commit references it (`MarkedTable.commit_files`); a crash in between
+    leaves an unreferenced file that vacuum removes once it is older than the retention."""
+    fs, root = table_filesystem(uri, storage_options)
+    name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.zstd.parquet"
+    with fs.open_output_stream(f"{root}/{name}") as out:
+        pq.write_table(batch, out, compression="zstd", write_statistics=False)
+    size = fs.get_file_info(f"{root}/{name}").size
+    return [AddAction(path=name, size=size, partition_values={}, modification_time=int(time.time() * 1000),
+                      data_change=True, stats=_stats(batch, range_columns))]  # fmt: skip

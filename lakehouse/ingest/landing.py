@@ -9,16 +9,19 @@ lands nothing and the next run re-reads the same records; a crash after it re-re
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-from deltalake.transaction import Transaction
+from deltalake import DeltaTable
 
-from lakehouse.ingest.delta_sink import DeltaAppender, txn_app_id
+from lakehouse.ingest.delta_sink import landed_partitions, upload_files
+from lakehouse.ingest.exactly_once import MarkedTable
 from lakehouse.resources.kafka import KafkaResource
+from lakehouse.stack.errors import StackError
 
 RAW_SCHEMA = pa.schema([
     pa.field("topic", pa.string(), nullable=False),
@@ -64,31 +67,41 @@ class LandingResult:
 
 def land_topic(
     kafka: KafkaResource,
-    appender: DeltaAppender,
-    topic: str,
-    app: str,
+    target: MarkedTable,
     batch_size: int = 50_000,
     batch_seconds: float = 5.0,
     follow: bool = False,
     idle_exit: float | None = None,
     log: Callable[[str], None] = print,
     to_table: Callable[[str, dict[str, list]], pa.Table] | None = None,
+    partitions: list[int] | None = None,
 ) -> LandingResult:
-    """Append every record of `topic` not yet in the table, one Delta commit per batch.
+    """Append every record of the target's topic not yet in the table, one Delta commit per batch.
 
     A batch closes at `batch_size` records or after `batch_seconds`, whichever comes first. Without
     `follow`, the run stops at the end offsets seen when it started; with it, it keeps landing new
     records (until `idle_exit` seconds pass without any, if given). `to_table` turns a batch's
-    columns into the table's rows (default: the raw message layout)."""
+    columns into the table's rows (default: the raw message layout). `partitions` lands only those
+    (default: all); every commit carries the marks of all the partitions this run holds, so another
+    writer holding one of them at the same time makes one of the two stop (exactly_once.py).
+
+    Before reading, each partition's mark is checked against what Kafka still has: a gap (records
+    deleted by retention, a recreated topic, fewer partitions) stops the landing with `OffsetGap`
+    instead of skipping or re-reading anything (`acknowledge_gaps` records an accepted gap)."""
+    if batch_size < 1 or batch_seconds <= 0:
+        raise ValueError(f"batch_size must be >= 1 and batch_seconds > 0 (got {batch_size}, {batch_seconds})")
     to_table = to_table or to_arrow
-    table = appender.open()
-    partitions = kafka.partitions(topic)
-    start = appender.next_offsets(table, app, topic, partitions)
-    end = None if follow else kafka.end_offsets(topic)
-    result = LandingResult(lag_before={p: end[p] - start[p] for p in partitions} if end else {})
-    log(f"landing {topic} into {appender.uri} from offsets {start}"
+    topic = target.topic
+    target.open()
+    held = partitions_to_land(kafka, target, partitions)
+    position = target.next_offsets(held)
+    watermarks = kafka.watermarks(topic)
+    check_offsets(target, watermarks, position, landed_partitions(target.table) if target.table else [])
+    end = None if follow else {p: watermarks[p][1] for p in held}
+    result = LandingResult(lag_before={p: end[p] - position[p] for p in held} if end else {})
+    log(f"landing {topic} into {target.uri} from offsets {position}"
         + (f"; {sum(result.lag_before.values())} records behind" if end else " (following)"))  # fmt: skip
-    with kafka.reader(topic, start, end) as reader:
+    with kafka.reader(topic, position, end) as reader:
         idle_since = time.monotonic()
         while follow or not reader.done:
             cols = reader.next_batch(batch_size, batch_seconds)
@@ -99,18 +112,93 @@ def land_topic(
             idle_since = time.monotonic()
             batch = to_table(topic, cols)
             last = last_offsets(batch)
-            txns = [Transaction(app_id=txn_app_id(app, topic, p), version=o) for p, o in sorted(last.items())]
-            appender.commit(table, appender.write_files(batch), txns, {"lakehouse.source": f"kafka:{topic}"})
-            reader.commit_hint(last)
             for p, o in last.items():
-                result.offsets[p] = (result.offsets.get(p, (start[p], o))[0], o)
+                result.offsets[p] = (result.offsets.get(p, (position[p], o))[0], o)
+                position[p] = o + 1
+            adds = upload_files(target.uri, target.storage_options, batch)
+            target.commit_files(adds, dict(position), f"kafka:{topic}")
+            reader.commit_hint(last)
             result.rows += batch.num_rows
             result.commits += 1
-            log(
-                f"  committed {batch.num_rows} records at table version {table.version()} ({result.rows} so far)"
-            )
+            log(f"  committed {batch.num_rows} records at table version {target.table.version()} "
+                f"({result.rows} so far)")  # fmt: skip
     return result
 
 
-def raw_appender(uri: str, storage_options: dict[str, str]) -> DeltaAppender:
-    return DeltaAppender(uri=uri, storage_options=storage_options, schema=RAW_SCHEMA)
+def partitions_to_land(kafka: KafkaResource, target: MarkedTable, only: list[int] | None) -> list[int]:
+    existing = kafka.partitions(target.topic)
+    if only is None:
+        return existing
+    unknown = sorted(set(only) - set(existing))
+    if unknown:
+        raise OffsetGap(
+            f"{target.topic} has no partition(s) {unknown} (it has {existing})",
+            fix="choose partitions the topic has",
+        )
+    return sorted(set(only))
+
+
+class OffsetGap(StackError):
+    """The table's position in a partition is no longer in Kafka: landing on would skip or repeat records."""
+
+
+def check_offsets(target: MarkedTable, watermarks: dict[int, tuple[int, int]], position: dict[int, int],
+                  landed: list[int]) -> None:  # fmt: skip
+    """Refuse to land when a mark and Kafka disagree; never reset behind the user's back."""
+    ack = f"`lakehouse ingest acknowledge-gap --topic {target.topic}`"
+    problems, fixes = [], set()
+    for p in sorted(set(landed) - set(watermarks)):
+        mark = target.next_offsets([p])[p]
+        problems.append(f"partition {p} (the table holds offsets up to {mark - 1}) is gone: the topic has "
+                        f"{len(watermarks)} partition(s) now")  # fmt: skip
+        fixes.add("the topic was recreated with fewer partitions: land it into a new table (another "
+                  "LAKEHOUSE_SCHEMA_PREFIX or topic), or recreate it with the partitions it had")  # fmt: skip
+    for p, mark in sorted(position.items()):
+        low, high = watermarks[p]
+        if mark < low:
+            problems.append(f"partition {p}: the table's next offset is {mark}, but Kafka keeps only "
+                            f"{low}..{high - 1}: {low - mark} records were deleted before they were landed")  # fmt: skip
+            fixes.add(f"if those records are lost for good, {ack} records the gap in the table's history and "
+                      "lands on from Kafka's first offset; otherwise restore them to the topic first")  # fmt: skip
+        elif mark > high:
+            problems.append(f"partition {p}: the table's next offset is {mark}, but Kafka's latest is {high} "
+                            f"(range {low}..{high - 1}): the topic was deleted and recreated, or truncated")  # fmt: skip
+            fixes.add("its offsets restart, so landing it into this table would repeat offsets: land the new "
+                      "topic into a new table (another LAKEHOUSE_SCHEMA_PREFIX or topic name)")  # fmt: skip
+    if problems:
+        raise OffsetGap(f"cannot land {target.topic} into {target.uri} without skipping or repeating records: "
+                        + "; ".join(problems), fix="; ".join(sorted(fixes)))  # fmt: skip
+
+
+def acknowledge_gaps(
+    kafka: KafkaResource, target: MarkedTable, log: Callable[[str], None] = print
+) -> list[dict]:
+    """Accept that records deleted from Kafka before they were landed are lost: one commit moves each
+    such partition's mark to Kafka's first offset and records the gap in the commit's metadata."""
+    target.open()
+    watermarks = kafka.watermarks(target.topic)
+    position = target.next_offsets(sorted(watermarks))
+    gaps = [{"partition": p, "from_offset": position[p], "to_offset": low - 1, "records": low - position[p]}
+            for p, (low, _high) in sorted(watermarks.items()) if position[p] < low]  # fmt: skip
+    if not gaps:
+        log(f"{target.topic}: no gap to acknowledge in {target.uri}")
+        return []
+    if target.table is None:
+        raise OffsetGap(f"{target.uri} does not exist yet", fix="land the topic once first")
+    upto = {**position, **{g["partition"]: g["to_offset"] + 1 for g in gaps}}
+    target.mark(upto, f"kafka:{target.topic}", metadata={"lakehouse.gap": json.dumps(gaps)})
+    for g in gaps:
+        log(f"{target.topic} partition {g['partition']}: acknowledged {g['records']} lost records "
+            f"(offsets {g['from_offset']}..{g['to_offset']}) at table version {target.table.version()}")  # fmt: skip
+    return gaps
+
+
+def recorded_gaps(table: DeltaTable) -> list[dict]:
+    """Every gap acknowledged in a table's history (newest first)."""
+    return [
+        g for entry in table.history() if "lakehouse.gap" in entry for g in json.loads(entry["lakehouse.gap"])
+    ]
+
+
+def raw_target(uri: str, storage_options: dict[str, str], topic: str, app: str) -> MarkedTable:
+    return MarkedTable(uri, storage_options, app, topic, schema=RAW_SCHEMA)

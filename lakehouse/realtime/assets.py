@@ -8,7 +8,7 @@ import dagster as dg
 
 from lakehouse.cdc.assets import change_log_key
 from lakehouse.ingest.assets import RAW_KEY
-from lakehouse.ingest.landing import land_topic, raw_appender
+from lakehouse.ingest.landing import land_topic, raw_target
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.realtime import flink
 from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotRejected
@@ -100,6 +100,7 @@ LANDED_OUTPUTS = [*(job.output for job in flink.FLINK_JOBS), flink.REJECTS_OUTPU
     ],
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="landing_raw_rt",
 )  # fmt: skip
 def realtime_outputs_landed(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
     s = get_settings()
@@ -113,7 +114,7 @@ def realtime_outputs_landed(context: dg.AssetExecutionContext, kafka: KafkaResou
             yield dg.MaterializeResult(asset_key=key, metadata={"topic": topic, "rows_landed": 0})
             continue
         uri = lake.table_uri("raw", table)
-        result = land_topic(kafka, raw_appender(uri, lake.storage_options), topic, LANDING_APP_ID,
+        result = land_topic(kafka, raw_target(uri, lake.storage_options, topic, LANDING_APP_ID),
                             log=context.log.info)  # fmt: skip
         yield dg.MaterializeResult(
             asset_key=key, metadata={"topic": topic, "rows_landed": result.rows, "table_uri": uri}

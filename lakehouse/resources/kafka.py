@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lakehouse.stack.errors import StackError
@@ -106,6 +106,14 @@ class PartitionReader:
                                          timeout=min(left, 0.5))  # fmt: skip
             for m in msgs:
                 if m.error():
+                    if m.error().code() == KafkaError._AUTO_OFFSET_RESET:
+                        raise KafkaUnavailable(
+                            f"{self.topic} partition {m.partition()}: the next offset to land is no longer in "
+                            f"Kafka ({m.error().str()}); records were deleted while this run read them",
+                            fix="run the landing again: it stops before reading and names the gap, and "
+                            f"`lakehouse ingest acknowledge-gap --topic {self.topic}` records it if the records "
+                            "are lost for good",
+                        )
                     raise KafkaException(m.error())
                 p, o = m.partition(), m.offset()
                 if end is not None:
@@ -158,12 +166,14 @@ class KafkaResource(dg.ConfigurableResource):
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to be written, per partition (the high watermark)."""
+        return {p: high for p, (_low, high) in self.watermarks(topic).items()}
+
+    def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
+        """(first offset Kafka still has, next offset to be written) per partition."""
         consumer = self._consumer()
         try:
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in self.partitions(topic)
-            }
+            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    for p in self.partitions(topic)}  # fmt: skip
         finally:
             consumer.close()
 
@@ -174,7 +184,8 @@ class KafkaResource(dg.ConfigurableResource):
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
-            "auto.offset.reset": "earliest",
+            # Positions come from the tables; an offset Kafka no longer has is an error, never a silent jump.
+            "auto.offset.reset": "error",
             "fetch.max.bytes": 52428800,
             "max.partition.fetch.bytes": 10485760,
             "queued.max.messages.kbytes": 262144,

@@ -19,11 +19,13 @@ class LakeResource(dg.ConfigurableResource):
     s3_secret_key: str
     bucket: str
     schema_prefix: str = ""
+    bronze_max_new_columns: int = 64  # new top-level event fields bronze may add as columns
 
     @classmethod
     def from_settings(cls, s: LakehouseSettings) -> LakeResource:
         return cls(s3_endpoint=s.s3_endpoint, s3_region=s.s3_region, s3_access_key=s.s3_access_key,
-                   s3_secret_key=s.s3_secret_key, bucket=s.bucket, schema_prefix=s.schema_prefix)  # fmt: skip
+                   s3_secret_key=s.s3_secret_key, bucket=s.bucket, schema_prefix=s.schema_prefix,
+                   bronze_max_new_columns=s.bronze_max_new_columns)  # fmt: skip
 
     def _settings(self) -> LakehouseSettings:
         return LakehouseSettings(s3_endpoint=self.s3_endpoint, s3_region=self.s3_region,

@@ -7,6 +7,7 @@ check before starting the next one, because two cores do not take a parallel sta
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -82,7 +83,25 @@ def _wait_healthy(s: LakehouseSettings, svc: Service, record: process.ProcessRec
         reason = svc.health(s)
 
 
+DAGSTER_INSTANCE = """# Written by `lakehouse stack up` (edit freely: it is only written when missing).
+# Every concurrency pool admits one step at a time: two runs never write one Kafka-fed table at once.
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def ensure_dagster_instance(home: Path) -> Path:
+    """The Dagster instance's dagster.yaml in `home` (DAGSTER_HOME), written when missing."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    if not path.exists():
+        path.write_text(DAGSTER_INSTANCE)
+    return path
+
+
 def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
+    ensure_dagster_instance(Path(os.environ.get("DAGSTER_HOME") or s.home / "dagster"))
     for svc in _select(names):
         record = _live_record(s, svc, log)
         t0 = time.monotonic()

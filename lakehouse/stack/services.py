@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from lakehouse.executables import env_executable
-from lakehouse.settings import LakehouseSettings
+from lakehouse.settings import LakehouseSettings, env_name
 from lakehouse.stack import fetch
 from lakehouse.stack.errors import StackError
 
@@ -51,6 +51,54 @@ def _write(path: Path, text: str) -> None:
 
 def _properties(values: dict[str, object]) -> str:
     return "".join(f"{k}={v}\n" for k, v in values.items())
+
+
+_PROPERTY_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}
+
+
+def _escape_property(value: object) -> str:
+    """A value as java.util.Properties reads it back: backslash escapes for backslashes, line breaks and a
+    leading blank, and \\uXXXX for anything outside printable ASCII, so the file's encoding does not matter."""
+    out = []
+    for i, ch in enumerate(str(value)):
+        if ch in _PROPERTY_ESCAPES:
+            out.append(_PROPERTY_ESCAPES[ch])
+        elif ch == " " and i == 0:
+            out.append("\\ ")
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            units = ch.encode("utf-16-be", "surrogatepass")
+            out.extend(f"\\u{units[j : j + 2].hex()}" for j in range(0, len(units), 2))
+    return "".join(out)
+
+
+def java_properties(values: dict[str, object]) -> str:
+    """A Java .properties file whose values read back exactly, whatever characters they hold."""
+    return "".join(f"{k}={_escape_property(v)}\n" for k, v in values.items())
+
+
+# Trino trims property values and resolves `${provider:key}` in them, so the S3 credentials (property:
+# setting) reach it as environment variables it substitutes (`${ENV:...}`): a secret arrives unchanged.
+TRINO_SECRETS = {"s3.aws-access-key": "s3_access_key", "s3.aws-secret-key": "s3_secret_key"}
+
+
+def trino_catalog(s: LakehouseSettings) -> tuple[str, dict[str, str]]:
+    """The Delta Lake catalog file of the local Trino, and the environment its credentials come from."""
+    text = java_properties({
+        "connector.name": "delta_lake",
+        "hive.metastore": "file",
+        "hive.metastore.catalog.dir": f"s3://{s.bucket}/_trino_metastore",
+        "hive.metastore.disable-location-checks": "true",
+        "delta.register-table-procedure.enabled": "true",
+        "delta.enable-non-concurrent-writes": "true",
+        "fs.native-s3.enabled": "true",
+        "s3.endpoint": s.s3_endpoint,
+        "s3.region": s.s3_region,
+        "s3.path-style-access": "true",
+        **{key: f"${{ENV:{env_name(field)}}}" for key, field in TRINO_SECRETS.items()},
+    })  # fmt: skip
+    return text, {env_name(field): getattr(s, field) for field in TRINO_SECRETS.values()}
 
 
 def java_version(java_home: Path) -> int | None:
@@ -542,22 +590,11 @@ class Trino(Service):
             "query.max-memory-per-node": "1GB",
         }))  # fmt: skip
         _write(etc / "log.properties", "io.trino=INFO\n")
-        _write(etc / "catalog" / f"{s.trino_catalog}.properties", _properties({
-            "connector.name": "delta_lake",
-            "hive.metastore": "file",
-            "hive.metastore.catalog.dir": f"s3://{s.bucket}/_trino_metastore",
-            "hive.metastore.disable-location-checks": "true",
-            "delta.register-table-procedure.enabled": "true",
-            "delta.enable-non-concurrent-writes": "true",
-            "fs.native-s3.enabled": "true",
-            "s3.endpoint": s.s3_endpoint,
-            "s3.region": s.s3_region,
-            "s3.path-style-access": "true",
-            "s3.aws-access-key": s.s3_access_key,
-            "s3.aws-secret-key": s.s3_secret_key,
-        }))  # fmt: skip
+        catalog, secrets = trino_catalog(s)
+        _write(etc / "catalog" / f"{s.trino_catalog}.properties", catalog)
         cmd = [str(server / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}"]
-        env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}:{os.environ.get('PATH', '')}"}
+        env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}:{os.environ.get('PATH', '')}",
+               **secrets}  # fmt: skip
         return Launch(cmd=cmd, env=env, cwd=data)
 
     def health(self, s):

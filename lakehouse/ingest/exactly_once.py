@@ -1,0 +1,199 @@
+"""The one exactly-once commit protocol of every table fed from Kafka partitions.
+
+The landing (Kafka -> raw), the bronze refinement (raw -> bronze and dead letters) and the CDC
+apply (change log -> silver and dead letters) all write through a `MarkedTable`. Its rules:
+
+1. **Positions live in the table.** Every commit records, in the same Delta transaction as its
+   data, a `txn` action per source partition (`app_id = <app>:<topic>:<partition>`, `version =
+   last offset taken in`, -1 for none yet). A run starts each partition right after that mark, so
+   a crash before a commit takes nothing in and a crash after it re-reads nothing.
+2. **Every commit carries every partition the writer holds**, not only those its batch touched.
+   delta-rs refuses a commit whose `txn` app ids were committed by another writer since this one
+   read the table (`CommitFailedError`), so two writers holding a common partition can never
+   both commit it: the loser stops with `ConcurrentWriterError`, having committed nothing.
+3. **After each commit the writer re-reads the marks** and stops if any partition it holds was
+   moved by someone else: its positions in memory are no longer the truth.
+4. **Derived tables commit the dead letters first**, then the data (see `commit_in_order`): a
+   crash in between leaves the dead letters ahead; the next run skips, per table, what it has.
+
+Fault points `<app>.before_commit` and `<app>.after_commit` (lakehouse/faults.py) let the crash
+tests kill a writer at exactly those windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction, CommitProperties, Transaction
+
+from lakehouse.faults import fault_point
+from lakehouse.ingest.delta_sink import LakeUnavailable, next_offsets, txn_app_id
+from lakehouse.stack.errors import StackError
+
+CHECKPOINT_INTERVAL = "20"  # commits between Delta checkpoints: frequent small commits stay cheap to read
+
+
+class ConcurrentWriterError(StackError):
+    """Another writer took in offsets of the same topic partitions into the same table."""
+
+
+RESUME = "run it again: the next run resumes from the table. Run one writer per table (Dagster's pools do)"
+
+
+@dataclass
+class MarkedTable:
+    """A Delta table that takes in records of one topic's partitions exactly once (see module doc)."""
+
+    uri: str
+    storage_options: dict[str, str]
+    app: str
+    topic: str
+    schema: pa.Schema | None = None  # create the table empty with this schema when it does not exist
+    metadata: dict[str, str] = field(default_factory=dict)  # written into every commit's info
+    table: DeltaTable | None = field(default=None, init=False)
+
+    def recorded(self, name: str, lookback: int = 50) -> str | None:
+        """The newest value of a commit-info entry this writer records (None if not in the last commits)."""
+        if self.table is None:
+            return None
+        return next((e[name] for e in self.table.history(lookback) if name in e), None)
+
+    def open(self) -> MarkedTable:
+        try:
+            self.table = DeltaTable(self.uri, storage_options=self.storage_options)
+        except TableNotFoundError:
+            self.table = None
+        except OSError as exc:
+            raise LakeUnavailable(
+                f"cannot read {self.uri} at {self.storage_options.get('AWS_ENDPOINT_URL', 'the object store')}: "
+                f"{str(exc).splitlines()[0]} ({' '.join(str(exc).split())[-160:]})",
+                fix="start the object store (`lakehouse stack up`) or check LAKEHOUSE_S3_ENDPOINT and "
+                "the credentials; the next run resumes from the last commit",
+            ) from exc
+        if self.table is None and self.schema is not None:
+            try:
+                self.table = DeltaTable.create(
+                    self.uri, self.schema, mode="ignore", storage_options=self.storage_options,
+                    configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL},
+                )  # fmt: skip
+            except Exception:  # noqa: BLE001 - a concurrent creator won: use its table
+                self.table = DeltaTable(self.uri, storage_options=self.storage_options)
+        return self
+
+    def next_offsets(self, partitions: list[int]) -> dict[int, int]:
+        """Next offset to take in per partition, from the table's `txn` actions (0 if none)."""
+        return next_offsets(self.table, self.app, self.topic, partitions)
+
+    def arrow_schema(self) -> pa.Schema | None:
+        return pa.schema(self.table.schema().to_arrow()) if self.table is not None else None
+
+    # -- the commits: each carries the marks of every partition held (`upto`: next offset, exclusive) --
+
+    def commit_files(self, adds: list[AddAction], upto: dict[int, int], source: str) -> None:
+        """Append already uploaded data files (two-phase: the landing uploads, then commits)."""
+        self._commit(upto, lambda props: self.table.create_write_transaction(
+            adds, mode="append", schema=self.table.schema(), commit_properties=props), source)  # fmt: skip
+
+    def append(self, rows: pa.Table, upto: dict[int, int], source: str, partition_by: list[str] | None = None,
+               schema_mode: str | None = None) -> None:  # fmt: skip
+        """Append rows (creating the table on first use), or only move the marks when there are none."""
+        if self.table is not None and rows.num_rows == 0:
+            self.mark(upto, source)
+            return
+
+        def write(props: CommitProperties) -> None:
+            write_deltalake(self.uri, rows, mode="append", partition_by=partition_by, schema_mode=schema_mode,
+                            storage_options=self.storage_options, commit_properties=props,
+                            configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL})  # fmt: skip
+
+        self._commit(upto, write, source)
+
+    def merge(self, rows: pa.Table, upto: dict[int, int], source: str, predicate: str,
+              clauses: Callable, partition_by: list[str] | None = None) -> dict:  # fmt: skip
+        """MERGE rows into the table (`clauses` adds the when-matched/not-matched rules); creates it
+        from the rows on first use (partitioned by `partition_by`). Returns delta-rs's merge metrics."""
+        if self.table is None:
+            self.append(rows, upto, source, partition_by=partition_by)
+            return {"num_target_rows_inserted": rows.num_rows, "num_target_rows_updated": 0}
+        if rows.num_rows == 0:
+            self.mark(upto, source)
+            return {"num_target_rows_inserted": 0, "num_target_rows_updated": 0}
+        metrics: dict = {}
+
+        def run(props: CommitProperties) -> None:
+            merger = self.table.merge(rows, predicate=predicate, source_alias="s", target_alias="t",
+                                      merge_schema=True, commit_properties=props)  # fmt: skip
+            metrics.update(clauses(merger).execute())
+
+        self._commit(upto, run, source)
+        return metrics
+
+    def rewrite(self, rows: pa.Table, upto: dict[int, int], source: str) -> None:
+        """Replace the table's content and schema with `rows` (a type change), keeping the marks at `upto`."""
+        self._commit(upto, lambda props: write_deltalake(
+            self.uri, rows, mode="overwrite", schema_mode="overwrite", storage_options=self.storage_options,
+            commit_properties=props), source)  # fmt: skip
+
+    def mark(self, upto: dict[int, int], source: str, metadata: dict[str, str] | None = None) -> None:
+        """A commit with no data: only the marks move (none when they are where they should be)."""
+        if self.next_offsets(list(upto)) == upto:
+            return
+        self._commit(upto, lambda props: self.table.create_write_transaction(
+            [], mode="append", schema=self.table.schema(), commit_properties=props), source, metadata)  # fmt: skip
+
+    def _commit(self, upto: dict[int, int], run: Callable[[CommitProperties], None], source: str = "",
+                metadata: dict[str, str] | None = None) -> None:  # fmt: skip
+        txns = [Transaction(txn_app_id(self.app, self.topic, p), o - 1) for p, o in sorted(upto.items())]
+        props = CommitProperties(app_transactions=txns, custom_metadata={
+            "lakehouse.source": source or self.topic, "lakehouse.writer": self.app, **self.metadata,
+            **(metadata or {})})  # fmt: skip
+        fault_point(f"{self.app}.before_commit")
+        try:
+            run(props)
+        except CommitFailedError as exc:
+            raise ConcurrentWriterError(
+                f"another writer committed to {self.uri} while this one ran (offsets of {self.topic} partitions "
+                f"{sorted(upto)}, or files this commit rewrote, e.g. by table maintenance): {exc}. This run "
+                "committed nothing and stops",
+                fix=RESUME,
+            ) from exc
+        fault_point(f"{self.app}.after_commit")
+        if self.table is None:
+            self.table = DeltaTable(self.uri, storage_options=self.storage_options)
+        else:
+            self.table.update_incremental()
+        moved = {p: v for p, v in self.next_offsets(list(upto)).items() if v != upto[p]}
+        if moved:
+            raise ConcurrentWriterError(
+                f"another writer moved {self.topic} partitions {moved} (next offsets) of {self.uri} right after "
+                f"this one committed up to {[upto[p] for p in moved]}; this run stops",
+                fix=RESUME,
+            )
+
+
+def keep_from(rows: pa.Table, marks: dict[int, int], partition_col: str, offset_col: str) -> pa.Table:
+    """Rows whose offset is at or after their partition's mark."""
+    if rows.num_rows == 0:
+        return rows
+    floor = pa.array([marks.get(p, 0) for p in rows.column(partition_col).to_pylist()], pa.int64())
+    return rows.filter(pc.greater_equal(rows.column(offset_col), floor))
+
+
+def commit_in_order(dead: MarkedTable, dead_rows: pa.Table, main: MarkedTable, write_main: Callable[[], None],
+                    upto: dict[int, int], source: str, mark_lag: int = 5000) -> pa.Table:  # fmt: skip
+    """Dead letters first, then the main table (`write_main` commits it through `main`).
+
+    The dead-letter table commits when it has rows to take in, or when its marks lag `mark_lag` records
+    behind (an empty commit every run would only grow its log; the records below its marks are re-read
+    and skipped). Returns the dead letters committed."""
+    marks = dead.next_offsets(list(upto))
+    fresh = keep_from(dead_rows, marks, "partition", "offset")
+    if fresh.num_rows or any(upto[p] - marks[p] > mark_lag for p in upto):
+        dead.append(fresh, upto, source)
+    write_main()
+    return fresh
