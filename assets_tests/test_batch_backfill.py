@@ -118,3 +118,38 @@ def test_a_failing_dbt_test_blocks_gold_and_names_the_rows(namespace, lakehouse)
     result = dg.materialize([gold_dbt_models, gold_daily_dbt_models], resources=resources, instance=instance,
                             partition_key=day.isoformat(), selection=selection)  # fmt: skip
     assert result.success
+
+
+def test_a_late_event_for_a_built_day_does_not_jam_the_checks_and_the_day_is_rebuilt(namespace, lakehouse):
+    """A late event reaches bronze for a day silver already built: a run of another day still passes its
+    (exact) accounting check and names the day behind; the late-events sensor asks for exactly that day; once
+    rebuilt, nothing is behind."""
+    from lakehouse.batch.checks import days_behind_bronze, sessions_account_for_every_event
+    from lakehouse.batch.schedules import late_events_sensor
+
+    resources, instance, days, events = lakehouse
+    lake = LakeResource.from_settings(namespace.settings)
+    assert run_silver(lakehouse, days[0], days[-1]).success
+    assert days_behind_bronze(lake) == {}
+    late = {**events[0], "event_id": "late-arrival-1", "event_time": f"{days[0].isoformat()}T12:00:00+00:00"}
+    produce(namespace.settings, namespace.settings.events_topic, encode([late]), progress=False)
+    assert dg.materialize(
+        [raw_clickstream_events, bronze_clickstream], resources=resources, instance=instance
+    ).success
+    behind = days_behind_bronze(lake)
+    assert list(behind) == [days[0].isoformat()] and behind[days[0].isoformat()]["bronze"] == (
+        behind[days[0].isoformat()]["silver"] + 1)  # fmt: skip
+
+    tags = {"dagster/asset_partition_range_start": days[1].isoformat(),
+            "dagster/asset_partition_range_end": days[1].isoformat()}  # fmt: skip
+    result = dg.materialize([silver_daily, sessions_account_for_every_event], resources=resources,
+                            instance=instance, tags=tags, selection=[dg.AssetKey(["silver", "sessions"])])  # fmt: skip
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed, check.metadata
+    assert check.metadata["other_days_behind_bronze"].value == [days[0].isoformat()]
+    assert f"--partition {days[0].isoformat()}" in check.metadata["rebuild_behind_days"].value
+
+    requests = late_events_sensor(dg.build_sensor_context(instance=instance, resources={"lake": lake}))
+    assert [r.partition_key for r in requests] == [days[0].isoformat()]
+    assert run_silver(lakehouse, days[0], days[0]).success
+    assert days_behind_bronze(lake) == {}

@@ -30,6 +30,7 @@ def kill_connect(settings) -> None:
     deadline = time.monotonic() + 30
     while record.is_alive() and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert not record.is_alive(), f"Kafka Connect (pid {record.pid}) survived SIGKILL for 30s"
 
 
 def test_silver_equals_source_after_kills_and_a_resnapshot(stack):
@@ -58,14 +59,18 @@ def test_silver_equals_source_after_kills_and_a_resnapshot(stack):
         if connect_kills < KILLS:
             kill_connect(stack)
             connect_kills += 1
+        # Still applying when it is killed (not exited on an error of its own, which would go unseen).
+        assert proc.poll() is None, f"the apply loop exited ({proc.returncode}): {proc.stderr.read()[-3000:]}"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stderr.close()
         apply_kills += 1
         manager.up(stack, ["connect"], log=lambda _: None)  # restarts it and waits for the connector
         if apply_kills == KILLS // 2:
             resnapshot(stack, log=lambda _: None)
     stop.set()
     thread.join(timeout=120)
+    assert not thread.is_alive(), "the workload did not stop within 120s"
     assert not workload_errors, workload_errors
     ensure_connector(stack, log=lambda _: None)
     wait_for_capture(kafka, list(KEYS))

@@ -117,3 +117,14 @@ def test_the_fault_hook_kills_at_its_point_and_leaves_proof(tmp_path):
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert fired(marker) == ["app.after_commit"]
     assert raw_target(uri, {}, "events", "app").open().next_offsets([0]) == {0: 1}  # committed, then killed
+
+
+def test_files_removed_before_their_commit_are_never_referenced(tmp_path):
+    """A vacuum that deleted a batch's uploaded files before the landing committed them: the commit is
+    refused (it would reference missing data) and the marks stay, so the batch is read again."""
+    target = raw_target(str(tmp_path / "raw"), {}, "events", "app").open()
+    adds = upload_files(target.uri, {}, batch(0, range(5)))
+    os.remove(tmp_path / "raw" / adds[0].path)
+    with pytest.raises(Exception, match="deleted before the commit"):
+        target.commit_files(adds, {0: 5}, "test")
+    assert raw_target(str(tmp_path / "raw"), {}, "events", "app").open().next_offsets([0]) == {0: 0}

@@ -52,14 +52,17 @@ def test_compose_variables_are_settings_of_the_project():
 def test_compose_defaults_match_the_settings_defaults(clean_env):
     defaults = LakehouseSettings(_env_file=None)
     text = COMPOSE.read_text()
-    for var, default in re.findall(r"\$\{(LAKEHOUSE_[A-Z0-9_]+):-([^}]*)\}", text):
+    found = re.findall(r"\$\{(LAKEHOUSE_[A-Z0-9_]+):-([^}]*)\}", text)
+    assert found, "compose should give its LAKEHOUSE_* variables defaults"
+    for var, default in found:
         value = getattr(defaults, var.removeprefix("LAKEHOUSE_").lower())
         assert str(value) == default, f"{var}: compose default {default!r} != settings default {value!r}"
 
 
 def test_mounted_files_exist():
-    for service in compose()["services"].values():
-        for volume in service.get("volumes", []):
-            source = volume.split(":", 1)[0]
-            if source.startswith("./"):
-                assert (REPO_ROOT / Path(source)).exists(), source
+    sources = [str(volume).split(":", 1)[0] for service in compose()["services"].values()
+               for volume in service.get("volumes", [])]  # fmt: skip
+    files = [source for source in sources if source.startswith("./")]
+    assert files, "compose should mount the repository's configuration files"
+    for source in files:
+        assert (REPO_ROOT / Path(source)).exists(), source

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import urllib.request
@@ -38,7 +37,8 @@ def _graphql(port: int, query: str) -> dict:
 
 
 def test_dagster_dev_serves_the_asset_graph(tmp_path):
-    from conftest import wait_until
+    import psutil
+    from conftest import group_members, stop_process_group, wait_until
 
     port = _free_port()
     dagster = env_executable("dagster")
@@ -47,6 +47,7 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
         cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    created = psutil.Process(proc.pid).create_time()
     try:
 
         def graph_loaded():
@@ -69,8 +70,7 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
             assert resp.status == 200 and b"Dagster" in resp.read()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        # Its webserver, daemon and code server are in its process group: all of them are stopped.
+        stop_process_group(proc.pid, created, timeout=60)
+        proc.wait(30)
+    assert not group_members(proc.pid, created)

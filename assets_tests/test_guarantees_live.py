@@ -143,6 +143,10 @@ def test_a_gap_in_kafka_stops_the_landing_until_acknowledged(ns):
     produce(s.kafka_bootstrap, s.events_topic, [b"new"] * 5, partition=0)
     with pytest.raises(OffsetGap, match="deleted and recreated"):
         land_topic(kafka, raw_target(uri, lake.storage_options, s.events_topic, RAW_APP_ID), log=print)
+    # Even once the new topic has more records than the table's marks (offsets alone cannot tell): its id can.
+    produce(s.kafka_bootstrap, s.events_topic, [b"newer"] * 40, partition=0)
+    with pytest.raises(OffsetGap, match="topic id"):
+        land_topic(kafka, raw_target(uri, lake.storage_options, s.events_topic, RAW_APP_ID), log=print)
     raw = lake.read("raw", "clickstream_events", columns=["partition", "offset"])
     assert raw.num_rows == 15
 

@@ -4,7 +4,12 @@ import dagster as dg
 
 from lakehouse.batch import assets as batch_assets
 from lakehouse.batch import checks as batch_checks
-from lakehouse.batch.schedules import daily_batch_job, daily_batch_schedule, gold_automation_sensor
+from lakehouse.batch.schedules import (
+    daily_batch_job,
+    daily_batch_schedule,
+    gold_automation_sensor,
+    late_events_sensor,
+)
 from lakehouse.cdc.assets import (
     cdc_apply_job,
     cdc_kafka_sensor,
@@ -75,7 +80,13 @@ defs = dg.Definitions(
         table_maintenance,
         stream_jobs,
     ],
-    sensors=[clickstream_kafka_sensor, cdc_kafka_sensor, gold_automation_sensor, stream_jobs_watchdog],
+    sensors=[
+        clickstream_kafka_sensor,
+        cdc_kafka_sensor,
+        gold_automation_sensor,
+        late_events_sensor,
+        stream_jobs_watchdog,
+    ],
     schedules=[table_maintenance_schedule, daily_batch_schedule],
     resources={**build_resources(settings), "dbt": dbt_resource()},
 )

@@ -1,4 +1,8 @@
-"""Asset checks of the silver daily tables: each accounts for every bronze event of its days."""
+"""Asset checks of the silver daily tables: each accounts for every bronze event of the days it built.
+
+A late event for a day silver built earlier does not jam the checks (which would block gold for every
+day from then on): each run checks the days it built, exactly; days that fell behind bronze are listed
+with the command that rebuilds them, and `late_events_sensor` rebuilds them (silver, then gold)."""
 
 from collections import Counter
 
@@ -6,37 +10,93 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from lakehouse.batch.assets import ENRICHED_KEY, FUNNEL_KEY, SESSIONS_KEY
+from lakehouse.policies import DAILY_PARTITIONS
 from lakehouse.resources import LakeResource
 
 
-def events_per_day_match_bronze(
-    lake: LakeResource, table: str, events_column: str | None
-) -> dg.AssetCheckResult:
-    """Per day, the table's events (the sum of `events_column`, or its rows) equal bronze's events."""
-    columns = ["event_date"] + ([events_column] if events_column else [])
-    silver = lake.read("silver", table, columns=columns)
+def day_counts(lake: LakeResource, table: str, events_column: str | None) -> Counter:
+    """Events per day in a silver table (the sum of `events_column`, or its rows); bronze's with table=None."""
+    if table is None:
+        bronze = lake.read("bronze", "clickstream_events", columns=["event_date"])
+        return Counter(str(d) for d in bronze.column("event_date").to_pylist())
+    silver = lake.read("silver", table, columns=["event_date"] + ([events_column] if events_column else []))
     counts = silver.column(events_column).to_pylist() if events_column else [1] * silver.num_rows
-    silver_days: Counter = Counter()
+    days: Counter = Counter()
     for day, n in zip(silver.column("event_date").to_pylist(), counts, strict=True):
-        silver_days[str(day)] += n
-    bronze = lake.read("bronze", "clickstream_events", columns=["event_date"])
-    bronze_days = Counter(str(d) for d in bronze.column("event_date").to_pylist())
-    mismatched = {d: {"silver": n, "bronze": bronze_days.get(d, 0)} for d, n in silver_days.items()
-                  if n != bronze_days.get(d, 0)}  # fmt: skip
-    return dg.AssetCheckResult(passed=not mismatched, metadata={"days_checked": len(silver_days),
-                                                                "mismatched_days": mismatched})  # fmt: skip
+        days[str(day)] += n
+    return days
+
+
+def days_behind_bronze(
+    lake: LakeResource, table: str = "sessions", events_column: str | None = "events"
+) -> dict:
+    """Days silver has built whose bronze events changed since (late events): day -> {silver, bronze}."""
+    silver, bronze = day_counts(lake, table, events_column), day_counts(lake, None, None)
+    return {
+        d: {"silver": n, "bronze": bronze.get(d, 0)}
+        for d, n in sorted(silver.items())
+        if n != bronze.get(d, 0)
+    }
+
+
+def rebuild_command(days: list[str]) -> str:
+    return (f"dagster asset materialize -m lakehouse.definitions --select 'silver/*' --partition-range "
+            f"{days[0]}...{days[-1]}" if len(days) > 1 else
+            f"dagster asset materialize -m lakehouse.definitions --select 'silver/*' --partition {days[0]}")  # fmt: skip
+
+
+def run_days(context) -> set[str] | None:
+    """The days the current run built (from its partition tags); None when it is not a partitioned run."""
+    tags = context.run.tags if context is not None else {}
+    if "dagster/partition" in tags:
+        return {tags["dagster/partition"]}
+    first, last = (
+        tags.get("dagster/asset_partition_range_start"),
+        tags.get("dagster/asset_partition_range_end"),
+    )
+    if first and last:
+        return set(DAILY_PARTITIONS.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
+    return None
+
+
+def events_per_day_match_bronze(
+    context, lake: LakeResource, table: str, events_column: str | None
+) -> dg.AssetCheckResult:
+    """Per day the run built, the table's events equal bronze's events. Other days that fell behind bronze
+    (late events arrived after they were built) do not fail this run: they are listed with the command that
+    rebuilds them, and the late_events sensor rebuilds them on its own."""
+    silver_days, bronze_days = day_counts(lake, table, events_column), day_counts(lake, None, None)
+    built = run_days(context)
+    checked = built if built is not None else set(silver_days)
+    mismatched = {d: {"silver": silver_days.get(d, 0), "bronze": bronze_days.get(d, 0)} for d in sorted(checked)
+                  if silver_days.get(d, 0) != bronze_days.get(d, 0)}  # fmt: skip
+    behind = sorted(d for d, n in silver_days.items() if d not in checked and n != bronze_days.get(d, 0))
+    metadata = {
+        "days_checked": len(checked),
+        "mismatched_days": mismatched,
+        "other_days_behind_bronze": behind,
+    }
+    if behind:
+        metadata["rebuild_behind_days"] = rebuild_command(behind)
+    if mismatched:
+        metadata["rebuild_mismatched_days"] = rebuild_command(sorted(mismatched))
+    return dg.AssetCheckResult(passed=not mismatched, metadata=metadata)
 
 
 @dg.asset_check(asset=FUNNEL_KEY, blocking=True,
                 description="For every day in silver, the funnel's event total equals bronze's event count.")  # fmt: skip
-def silver_funnel_reconciles_with_bronze(lake: LakeResource) -> dg.AssetCheckResult:
-    return events_per_day_match_bronze(lake, "product_funnel_daily", "events")
+def silver_funnel_reconciles_with_bronze(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    return events_per_day_match_bronze(context, lake, "product_funnel_daily", "events")
 
 
 @dg.asset_check(asset=SESSIONS_KEY, blocking=True,
                 description="Every bronze event is in exactly one session: per day, session events sum to bronze's.")  # fmt: skip
-def sessions_account_for_every_event(lake: LakeResource) -> dg.AssetCheckResult:
-    return events_per_day_match_bronze(lake, "sessions", "events")
+def sessions_account_for_every_event(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    return events_per_day_match_bronze(context, lake, "sessions", "events")
 
 
 @dg.asset_check(asset=SESSIONS_KEY, blocking=True, description="session_id is unique; start <= end.")
@@ -52,5 +112,7 @@ def session_ids_unique(lake: LakeResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=ENRICHED_KEY, blocking=True,
                 description="The enrichment keeps every event: per day, as many rows as bronze has events.")  # fmt: skip
-def enriched_events_keep_every_event(lake: LakeResource) -> dg.AssetCheckResult:
-    return events_per_day_match_bronze(lake, "enriched_events", None)
+def enriched_events_keep_every_event(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    return events_per_day_match_bronze(context, lake, "enriched_events", None)

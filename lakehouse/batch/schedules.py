@@ -5,6 +5,8 @@ from datetime import timedelta
 
 import dagster as dg
 
+from lakehouse.policies import DAILY_PARTITIONS
+from lakehouse.resources import LakeResource
 from lakehouse.warehouse.assets import SILVER_DAILY_KEYS
 
 daily_batch_job = dg.define_asset_job(
@@ -27,3 +29,22 @@ gold_automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rebuilds gold models (eager automation condition) when the silver tables they read change.",
 )
+
+
+@dg.sensor(job=daily_batch_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Rebuilds a day of silver (and its gold) when late events reached bronze after the day was "
+           "built: one run per day and per new bronze count.")  # fmt: skip
+def late_events_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    from lakehouse.batch.checks import days_behind_bronze
+
+    if lake.table("silver", "sessions") is None or lake.table("bronze", "clickstream_events") is None:
+        return dg.SkipReason("silver has not been built yet")
+    behind = days_behind_bronze(lake)
+    valid = set(DAILY_PARTITIONS.get_partition_keys())
+    requests = [dg.RunRequest(run_key=f"late-events:{day}:{n['bronze']}", partition_key=day,
+                              tags={"lakehouse/reason": f"late events: bronze {n['bronze']}, silver {n['silver']}"})
+                for day, n in behind.items() if day in valid]  # fmt: skip
+    if not requests:
+        return dg.SkipReason("every silver day accounts for all of bronze's events")
+    context.log.info(f"rebuilding days behind bronze: {behind}")
+    return requests

@@ -97,7 +97,8 @@ def capture_report(s: LakehouseSettings, topic_prefix: str | None = None) -> Cap
         extra = unconfigured_tables(s.kafka_bootstrap, prefix, s.cdc_schema, s.cdc_table_list)
     except Exception as exc:  # noqa: BLE001
         report.problems.append(
-            f"Kafka at {s.kafka_bootstrap} does not answer ({exc}); fix: `lakehouse stack up kafka`"
+            f"Kafka at {s.kafka_bootstrap} does not answer ({getattr(exc, 'problem', exc)}); "
+            "fix: `lakehouse stack up kafka`"
         )
         return report
     for table in extra:

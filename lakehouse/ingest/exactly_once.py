@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, Transaction
 
 from lakehouse.faults import fault_point
-from lakehouse.ingest.delta_sink import LakeUnavailable, next_offsets, txn_app_id
+from lakehouse.ingest.delta_sink import LakeUnavailable, next_offsets, table_filesystem, txn_app_id
 from lakehouse.stack.errors import StackError
 
 CHECKPOINT_INTERVAL = "20"  # commits between Delta checkpoints: frequent small commits stay cheap to read
@@ -57,11 +58,16 @@ class MarkedTable:
     metadata: dict[str, str] = field(default_factory=dict)  # written into every commit's info
     table: DeltaTable | None = field(default=None, init=False)
 
-    def recorded(self, name: str, lookback: int = 50) -> str | None:
-        """The newest value of a commit-info entry this writer records (None if not in the last commits)."""
+    def recorded(self, name: str) -> str | None:
+        """The newest value of a commit-info entry this writer records (None if not in the last 100 commits:
+        the last few are read first, as the newest commit is usually this writer's)."""
         if self.table is None:
             return None
-        return next((e[name] for e in self.table.history(lookback) if name in e), None)
+        for lookback in (3, 100):
+            found = next((e[name] for e in self.table.history(lookback) if name in e), None)
+            if found is not None or lookback >= self.table.version() + 1:
+                return found
+        return None
 
     def open(self) -> MarkedTable:
         try:
@@ -95,7 +101,17 @@ class MarkedTable:
     # -- the commits: each carries the marks of every partition held (`upto`: next offset, exclusive) --
 
     def commit_files(self, adds: list[AddAction], upto: dict[int, int], source: str) -> None:
-        """Append already uploaded data files (two-phase: the landing uploads, then commits)."""
+        """Append already uploaded data files (two-phase: the landing uploads, then commits). The files
+        must still be there: a vacuum with a retention shorter than the time since the upload would have
+        removed them, and committing would reference missing data."""
+        fs, root = table_filesystem(self.uri, self.storage_options)
+        gone = [a.path for a in adds if fs.get_file_info(f"{root}/{a.path}").type == pafs.FileType.NotFound]
+        if gone:
+            raise StackError(
+                f"{len(gone)} data file(s) uploaded to {self.uri} for this batch were deleted before the commit "
+                f"({gone[0]}): a vacuum ran with a retention shorter than the batch took; nothing was committed",
+                fix="run again (the batch is read again from Kafka); keep LAKEHOUSE_VACUUM_RETENTION_HOURS at 1 or more",
+            )
         self._commit(upto, lambda props: self.table.create_write_transaction(
             adds, mode="append", schema=self.table.schema(), commit_properties=props), source)  # fmt: skip
 

@@ -97,6 +97,7 @@ def land_topic(
     position = target.next_offsets(held)
     watermarks = kafka.watermarks(topic)
     check_offsets(target, watermarks, position, landed_partitions(target.table) if target.table else [])
+    check_incarnation(target, kafka.topic_id(topic))
     end = None if follow else {p: watermarks[p][1] for p in held}
     result = LandingResult(lag_before={p: end[p] - position[p] for p in held} if end else {})
     log(f"landing {topic} into {target.uri} from offsets {position}"
@@ -168,6 +169,24 @@ def check_offsets(target: MarkedTable, watermarks: dict[int, tuple[int, int]], p
     if problems:
         raise OffsetGap(f"cannot land {target.topic} into {target.uri} without skipping or repeating records: "
                         + "; ".join(problems), fix="; ".join(sorted(fixes)))  # fmt: skip
+
+
+TOPIC_ID = "lakehouse.kafka_topic_id"  # in every landing commit: which incarnation of the topic it read
+
+
+def check_incarnation(target: MarkedTable, topic_id: str | None) -> None:
+    """Refuse a topic that was deleted and recreated since the table last landed it, even when the new
+    topic already has more records than the table's marks (the offsets alone cannot tell then)."""
+    if topic_id is None:
+        return
+    landed_from = target.recorded(TOPIC_ID)
+    if landed_from and landed_from != topic_id:
+        raise OffsetGap(
+            f"cannot land {target.topic} into {target.uri}: the topic was deleted and recreated (Kafka topic id "
+            f"{topic_id}; the table landed {landed_from}), so its offsets restart and would repeat the table's",
+            fix="land the new topic into a new table (another LAKEHOUSE_SCHEMA_PREFIX or topic name)",
+        )
+    target.metadata[TOPIC_ID] = topic_id
 
 
 def acknowledge_gaps(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from lakehouse.stack.errors import StackError
@@ -167,6 +167,14 @@ class KafkaResource(dg.ConfigurableResource):
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to be written, per partition (the high watermark)."""
         return {p: high for p, (_low, high) in self.watermarks(topic).items()}
+
+    def topic_id(self, topic: str) -> str | None:
+        """Kafka's id of this incarnation of the topic (a topic deleted and recreated gets a new one)."""
+        try:
+            future = _admin(self.bootstrap_servers).describe_topics(TopicCollection([topic]))[topic]
+            return str(future.result(10).topic_id)
+        except Exception:  # noqa: BLE001 - an older broker without topic ids: the offset checks still apply
+            return None
 
     def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         """(first offset Kafka still has, next offset to be written) per partition."""

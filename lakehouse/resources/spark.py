@@ -81,7 +81,12 @@ class LakehouseSparkResource(PySparkResource):
 
 def connect_server_command(s: LakehouseSettings, port: int, log=print) -> list[str]:
     """A Spark Connect server (bundled with pyspark) with the lake's configuration and jars: what
-    LAKEHOUSE_SPARK_REMOTE points at. On a cluster, start it with the same --conf values."""
+    LAKEHOUSE_SPARK_REMOTE points at. On a cluster, start it with the same --conf values.
+
+    `spark-submit` execs into the server's JVM, which may take minutes to exit after a SIGTERM (its
+    shutdown hooks) and can start processes of its own: a program that runs it in the background should
+    start it in a process group of its own (`start_new_session=True`) and stop that group, with SIGKILL
+    after a grace period, then wait until the group is empty and the port is free."""
     jars = spark_jars(s.cache_dir, log=log)
     conf = {**spark_config(s, jars), "spark.jars": ",".join(jars), "spark.connect.grpc.binding.address": "127.0.0.1",
             "spark.connect.grpc.binding.port": str(port)}  # fmt: skip
