@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -214,33 +213,9 @@ def in_process_spark_pids() -> set[int]:
 
 
 def stop_in_process_spark(timeout: float = 60.0) -> None:
-    """Stop the in-process Spark session and its py4j JVM (it exits when its stdin closes); the next
-    in-process run starts a new one."""
-    if "pyspark" not in sys.modules:
-        return
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
+    from lakehouse.resources.spark import stop_local_spark
 
-    if SparkSession._instantiatedSession is not None:
-        SparkSession._instantiatedSession.stop()
-    elif SparkContext._active_spark_context is not None:
-        SparkContext._active_spark_context.stop()
-    gateway = SparkContext._gateway
-    if gateway is None:
-        return
-    proc = getattr(gateway, "proc", None)
-    with contextlib.suppress(Exception):
-        gateway.shutdown()
-    SparkContext._gateway = None
-    SparkContext._jvm = None
-    if proc is not None:
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+    stop_local_spark(timeout)
 
 
 # --- what the session left running -----------------------------------------------------------------

@@ -128,3 +128,97 @@ def test_files_removed_before_their_commit_are_never_referenced(tmp_path):
     with pytest.raises(Exception, match="deleted before the commit"):
         target.commit_files(adds, {0: 5}, "test")
     assert raw_target(str(tmp_path / "raw"), {}, "events", "app").open().next_offsets([0]) == {0: 0}
+
+
+def rows(n: int, first: int = 0) -> pa.Table:
+    return pa.table({"id": pa.array(range(first, first + n), pa.int64())})
+
+
+def test_a_stale_writer_appending_rows_is_refused_not_rewound(tmp_path):
+    """Appends go through the table object read with the marks, never the URI (which would re-read the
+    newest version and skip the conflict check): B commits 0..9, then A, which read before, is refused."""
+    uri = str(tmp_path / "t")
+    MarkedTable(uri, {}, "app", "events", schema=rows(0).schema).open()
+    a = MarkedTable(uri, {}, "app", "events").open()
+    b = MarkedTable(uri, {}, "app", "events").open()
+    b.append(rows(10), {0: 10}, "b")
+    with pytest.raises(ConcurrentWriterError):
+        a.append(rows(5), {0: 5}, "a")
+    fresh = MarkedTable(uri, {}, "app", "events").open()
+    assert fresh.next_offsets([0]) == {0: 10} and fresh.table.to_pyarrow_table().num_rows == 10
+
+
+def test_two_first_writers_of_a_new_table_never_both_commit(tmp_path):
+    uri = str(tmp_path / "t")
+    a, b = MarkedTable(uri, {}, "app", "events").open(), MarkedTable(uri, {}, "app", "events").open()
+    assert a.table is None and b.table is None
+    a.append(rows(5), {0: 5}, "a")
+    with pytest.raises(ConcurrentWriterError, match="created the table first"):
+        b.append(rows(5), {0: 5}, "b")
+    assert DeltaTable(uri).to_pyarrow_table().num_rows == 5
+
+
+def test_a_merge_that_changes_nothing_still_moves_the_marks(tmp_path):
+    """delta-rs writes no commit for a MERGE that inserts and updates nothing (a redelivered event alone in
+    its batch, a replayed change): the marks must move all the same, without a false concurrency error."""
+    uri = str(tmp_path / "t")
+    t = MarkedTable(uri, {}, "app", "events").open()
+    t.append(rows(3), {0: 3}, "first")
+    t.merge(
+        rows(3), {0: 6}, "again", predicate="t.id = s.id", clauses=lambda m: m.when_not_matched_insert_all()
+    )
+    fresh = MarkedTable(uri, {}, "app", "events").open()
+    assert fresh.next_offsets([0]) == {0: 6} and fresh.table.to_pyarrow_table().num_rows == 3
+
+
+class Crash(BaseException):
+    pass
+
+
+def test_a_crash_between_dead_letters_and_bronze_decides_every_message_the_same_way_again(
+    tmp_path, monkeypatch
+):
+    """The first value of a new field fixes its column's type. A run crashes after its dead-letter commit; a
+    message sorting earlier arrives before the rerun. The rerun must decide the crashed batch's messages as
+    before (no message lost, none both in bronze and a dead letter)."""
+    import json
+
+    import lakehouse.ingest.exactly_once as eo
+    from lakehouse.ingest.refine import refine
+
+    def event(i, ab):
+        return json.dumps({"event_id": f"e{i}", "event_type": "click", "event_time": "2026-01-01T00:00:00Z",
+                           "user_id": 1, "ab": ab}).encode()  # fmt: skip
+
+    raw_uri = str(tmp_path / "raw")
+    raw = raw_target(raw_uri, {}, "events", "lakehouse-raw").open()
+    first = to_arrow("events", {"partition": [1, 1], "offset": [0, 1], "timestamp_ms": [0, 0], "key": [None] * 2,
+                                "value": [event(101, 1), event(102, "s")]})  # fmt: skip
+    raw.commit_files(upload_files(raw_uri, {}, first), {0: 0, 1: 2}, "t")
+
+    def crash_at(point):
+        if point == "lakehouse-bronze.before_commit":
+            raise Crash(point)
+
+    monkeypatch.setattr(eo, "fault_point", crash_at)
+    with pytest.raises(Crash):
+        refine(
+            raw_uri,
+            str(tmp_path / "b"),
+            str(tmp_path / "d"),
+            {},
+            "events",
+            "lakehouse-raw",
+            log=lambda _: None,
+        )
+    monkeypatch.undo()
+    later = to_arrow("events", {"partition": [0], "offset": [0], "timestamp_ms": [0], "key": [None],
+                                "value": [event(1, "x")]})  # fmt: skip
+    raw.commit_files(upload_files(raw_uri, {}, later), {0: 1, 1: 2}, "t")
+    refine(
+        raw_uri, str(tmp_path / "b"), str(tmp_path / "d"), {}, "events", "lakehouse-raw", log=lambda _: None
+    )
+    bronze = sorted(DeltaTable(str(tmp_path / "b")).to_pyarrow_table().column("event_id").to_pylist())
+    dead = sorted(DeltaTable(str(tmp_path / "d")).to_pyarrow_table().column("offset").to_pylist())
+    assert bronze == ["e101"]  # ab is an integer column, as the crashed run decided
+    assert dead == [0, 1]  # p1:1 (ab "s") once, and p0:0 (ab "x"), which now contradicts the column

@@ -203,3 +203,47 @@ def kafka_ends(s) -> dict[int, int]:
     return KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic).end_offsets(
         s.events_topic
     )
+
+
+@pytest.mark.parametrize(
+    "point", ["lakehouse-cdc-dead-letters.after_commit", "lakehouse-silver-cdc.before_commit"]
+)
+def test_the_cdc_apply_killed_with_uncommitted_work_converges(ns, point, tmp_path):
+    """`lakehouse cdc apply` is SIGKILLed by a fault hook after its dead-letter commit and before its MERGE
+    (or just before the MERGE's commit): the hook fired, silver has nothing yet, and the next run applies
+    every change once and keeps each dead letter once."""
+    from lakehouse.faults import FAULT_ENV, FAULT_MARKER_ENV, fired
+
+    s = ns.settings
+    prefix = s.schema_prefix.rstrip("_")
+    env = {**ns.env, "LAKEHOUSE_CDC_TOPIC_PREFIX": prefix, "LAKEHOUSE_CDC_TABLES": "merchants"}
+    kafka = KafkaResource(
+        bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema
+    )
+    topic = kafka.cdc_topic("merchants")
+    ensure_topic(s.kafka_bootstrap, topic, 1)
+
+    def change(op: str, lsn: int, mid: int, name: str) -> bytes:
+        image = {"merchant_id": mid, "name": name}
+        return json.dumps({"op": op, "before": image if op == "d" else None, "after": None if op == "d" else image,
+                           "source": {"lsn": lsn, "ts_ms": 1_700_000_000_000, "table": "merchants"}}).encode()  # fmt: skip
+
+    values = [change("c", 10, 1, "a"), b"{broken", change("c", 20, 2, "b"), change("u", 30, 1, "a2"),
+              change("d", 40, 2, "b")]  # fmt: skip
+    keys = [b'{"merchant_id": 1}', b'{"merchant_id": 1}', b'{"merchant_id": 2}', b'{"merchant_id": 1}',
+            b'{"merchant_id": 2}']  # fmt: skip
+    produce(s.kafka_bootstrap, topic, values, keys)
+    marker = tmp_path / "fired"
+    crashed = lakehouse({**env, FAULT_ENV: point, FAULT_MARKER_ENV: str(marker)}, "cdc", "apply")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert fired(marker) == [point]
+    lake = LakeResource.from_settings(s)
+    assert lake.table("silver", "merchants") is None, "killed before silver's first commit"
+    assert lake.read("silver", DEAD_LETTERS_TABLE).num_rows == 1  # committed first, in both windows
+
+    again = lakehouse(env, "cdc", "apply")
+    assert again.returncode == 0, again.stderr[-3000:]
+    silver = current_state(lake.table("silver", "merchants")).to_pylist()
+    assert [(r["merchant_id"], r["name"]) for r in silver] == [(1, "a2")]
+    dead = lake.read("silver", DEAD_LETTERS_TABLE).to_pylist()
+    assert [(d["offset"], d["value"]) for d in dead] == [(1, b"{broken")]

@@ -70,6 +70,9 @@ HOSTILE = [
     ("bad column name", lambda i: encoded(event(i, **{"bad name;": 1})), "cannot become a column"),
     ("case collision", lambda i: encoded(event(i, USER_ID=1)), "only in case"),
     ("incompatible new field", lambda i: encoded(event(i, ab_bucket="seven")), "incompatible change"),
+    ("integral double beyond 2**53", lambda i: encoded(event(i, user_id=9007199254740993.0)), "at or beyond 2**53"),
+    ("nanosecond event_time", lambda i: encoded(event(i, event_time="2026-03-01T00:00:00.1234567Z")),
+     "more precise than microseconds"),
 ]  # fmt: skip
 
 

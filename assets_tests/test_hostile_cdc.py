@@ -69,6 +69,18 @@ HOSTILE = [
     ("deep nesting", lambda m, lsn: record("u", lsn, merchant(m, lsn, tags=json.loads("[" * 50 + "]" * 50))),
      "nested deeper"),
     ("another table", lambda m, lsn: record("u", lsn, merchant(m, lsn), table="coupons"), "a change of table"),
+    ("op not a string", lambda m, lsn: (record("u", lsn, merchant(m, lsn))[0], b'{"op": [1]}'), "not a Debezium"),
+    ("columns differing in case", lambda m, lsn: record("u", lsn, merchant(m, lsn, Name="x")), "only in case"),
+    ("a _CDC_ column", lambda m, lsn: record("u", lsn, merchant(m, lsn, _CDC_LSN=1)), "_cdc_"),
+    ("column name with a space", lambda m, lsn: record("u", lsn, merchant(m, lsn, **{"my col": 1})),
+     "cannot become a silver column"),
+    ("ts_ms beyond year 9999", lambda m, lsn: (record("u", lsn, merchant(m, lsn))[0], json.dumps(
+        {"op": "u", "after": merchant(m, lsn), "source": {"lsn": lsn, "ts_ms": 253402300800000,
+                                                          "table": "merchants"}}).encode()), "range of a timestamp"),
+    ("key differs from image", lambda m, lsn: record("u", lsn, merchant(m, lsn), key={"merchant_id": m + 100}),
+     "in the message key but"),
+    ("float key", lambda m, lsn: record("u", lsn, merchant(m, lsn), key={"merchant_id": float(m)}),
+     "integers or strings"),
 ]  # fmt: skip
 
 

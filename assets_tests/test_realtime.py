@@ -215,7 +215,13 @@ def test_malformed_and_late_events_are_counted_not_fatal(namespace, produced):
             purchase(5, old, 99.0, 99)]  # fmt: skip
     malformed = [b"{not json", json.dumps({"event_type": "click", "event_time": iso(old)}).encode(),
                  json.dumps({"event_id": "x", "event_type": "click", "event_time": "yesterday", "user_id": 1}).encode(),
-                 json.dumps({"event_id": "y", "event_type": "click", "event_time": iso(old), "user_id": "abc"}).encode()]  # fmt: skip
+                 json.dumps({"event_id": "y", "event_type": "click", "event_time": iso(old), "user_id": "abc"}).encode(),
+                 # Hostile: beyond INT (never coerced), bytes that are not UTF-8, NaN, nesting beyond any parser's limit.
+                 json.dumps({"event_id": "q", "event_type": "click", "event_time": iso(old), "user_id": 1,
+                             "quantity": 2**40}).encode(),
+                 b"\xff\xfe{\"event_id\": 1}",
+                 b'{"event_id": "n", "event_type": "click", "user_id": 1, "price": NaN}',
+                 b'{"event_id": "d", "nested": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"]  # fmt: skip
     producer = make_producer(s.kafka_bootstrap)
     for value in [*(json.dumps(e).encode() for e in late), *malformed]:
         producer.produce(s.events_topic, value=value, partition=0)
@@ -224,7 +230,8 @@ def test_malformed_and_late_events_are_counted_not_fatal(namespace, produced):
     # Late for: CTR the click, cart abandonment both (every event type counts), fraud the purchase.
     want = {(job, "late"): n for job, n in zip(jobs, (1, 2, 1), strict=True)}
     for job in jobs:
-        want[(job, "not a JSON object")] = 1
+        want[(job, "not a JSON object")] = 4  # broken JSON, not UTF-8, NaN, too deep
+        want[(job, "quantity is not an integer in range")] = 1
         want[(job, "missing event_id")] = 1
         want[(job, "event_time is not an ISO-8601 UTC timestamp")] = 1
         want[(job, "user_id is not an integer")] = 1

@@ -223,38 +223,10 @@ def stop_stream_jobs(home: Path, namespace: str, timeout: float = TERM_TIMEOUT) 
 
 
 def stop_spark(timeout: float = TERM_TIMEOUT) -> None:
-    """Stop the PySpark session of this process and the JVM behind it (pyspark starts it in this
-    process's group, so it is stopped on its own: EOF on its stdin, which makes it exit, then
-    SIGTERM and SIGKILL). Nothing happens when pyspark was never used."""
-    if "pyspark" not in sys.modules:
-        return
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
+    """Stop the PySpark session of this process and the JVM behind it (see stop_local_spark)."""
+    from lakehouse.resources.spark import stop_local_spark
 
-    session = SparkSession._instantiatedSession
-    with contextlib.suppress(Exception):
-        if session is not None:
-            session.stop()
-        elif SparkContext._active_spark_context is not None:
-            SparkContext._active_spark_context.stop()
-    gateway = SparkContext._gateway
-    if gateway is None:
-        return
-    proc = getattr(gateway, "proc", None)
-    with contextlib.suppress(Exception):
-        gateway.shutdown()
-    SparkContext._gateway, SparkContext._jvm = None, None
-    if proc is None:
-        return
-    with contextlib.suppress(Exception):
-        proc.stdin.close()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(psutil.Error):
-            stop(procs=[psutil.Process(proc.pid)], timeout=timeout)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
+    stop_local_spark(timeout)
 
 
 class Teardown:

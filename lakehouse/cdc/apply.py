@@ -22,7 +22,6 @@ Silver and the dead letters take in change-log offsets through the one commit pr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,7 +31,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from lakehouse.ingest import strict_json
-from lakehouse.ingest.bronze import arrow_type_of, to_column
+from lakehouse.ingest.bronze import COLUMN_NAME, EXACT_DOUBLE, arrow_type_of, to_column
 from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA, dead_letter_table
 from lakehouse.ingest.delta_sink import landed_partitions, open_table
 from lakehouse.ingest.exactly_once import MarkedTable, commit_in_order, keep_from
@@ -66,7 +65,7 @@ def newest_per_key(changes: list[dict]) -> tuple[list[str], list[dict]]:
     return key_columns, list(newest.values())
 
 
-KEY_COLUMNS = "lakehouse.key_columns"  # recorded in every silver commit: a batch can't redefine the key
+KEY_COLUMNS = "key_columns"  # in silver's identity (its table description): a batch can't redefine the key
 WIDENINGS = {(pa.int64(), pa.float64())}  # (silver's type, the type a change brings): rewrite the column
 
 
@@ -78,47 +77,63 @@ def parse_key(key: str | None) -> dict:
     parsed = strict_json.loads(key)
     if not isinstance(parsed, dict) or not parsed:
         raise ValueError(f"message key is not a JSON object with the key columns: {key[:80]!r}")
-    if any(isinstance(v, (dict, list)) or v is None for v in parsed.values()):
-        raise ValueError(f"message key has a null or nested value: {key[:80]!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, str)) for v in parsed.values()):
+        raise ValueError(f"message key values must be integers or strings: {key[:80]!r}")
     return parsed
 
 
 def validate_changes(
-    changes: list[dict], existing: pa.Schema | None, key_columns: list[str] | None = None
+    changes: list[dict],
+    existing: pa.Schema | None,
+    key_columns: list[str] | None = None,
+    decided: dict[int, int] | None = None,
+    fits_double: Callable[[str], bool] = lambda _: True,
 ) -> tuple[list[dict], list[tuple], dict, dict]:
     """(usable changes with `key_values` and `image`, dead letters as (row, reason), columns to widen in
     silver, and the type of every column the usable changes need).
 
-    The first usable change fixes the key columns of the batch (silver's, when it exists: its key never
-    changes without a re-snapshot); a change with other key columns is a dead letter."""
+    The key columns are silver's (kept in its identity), else the first usable change's; a change with
+    other key columns, or whose image disagrees with its key, is a dead letter. Column names must be
+    usable as columns (as in bronze) and not collide, in any case, with another column or `_cdc_*`.
+    Changes below `decided` (offsets a crashed run already sorted into dead letters) are validated first,
+    in the same order as then, so a rerun decides them the same way. `fits_double(column)` says whether
+    silver's values of an integer column could widen to double without losing digits."""
     silver_types = {f.name: f.type for f in existing} if existing is not None else {}
     types = dict(silver_types)  # silver's columns, then the new ones this batch adds
     usable, dead, widen = [], [], {}
-    for c in sorted(changes, key=lambda c: (c["lsn"], c["offset"])):
+    decided = decided or {}
+    order = sorted(
+        changes, key=lambda c: (c["offset"] >= decided.get(c["partition"], 0), c["lsn"], c["offset"])
+    )
+    for c in order:
         try:
             key = parse_key(c["key"])
             image = strict_json.loads(c["before"] if c["op"] == "d" else c["after"])
             if not isinstance(image, dict):
                 raise ValueError("the change's image is not a JSON object")
-            missing = [k for k in key if k not in image]
-            if missing:
-                raise ValueError(f"key column(s) {', '.join(missing)} missing from the change's image")
+            for k, v in key.items():
+                if k not in image:
+                    raise ValueError(f"key column {k} missing from the change's image")
+                if type(image[k]) is not type(v) or image[k] != v:
+                    raise ValueError(
+                        f"key column {k} is {v!r} in the message key but {image[k]!r} in the image"
+                    )
             if key_columns is not None and list(key) != key_columns:
                 raise ValueError(f"key columns {list(key)} differ from the table's {key_columns}")
+            check_column_names(image, types)
             image = {n: strict_json.dumps(v) if isinstance(v, (dict, list)) else v for n, v in image.items()}
             found_types = {}
             for name, value in image.items():
-                if name.startswith("_cdc_"):
-                    raise ValueError(f"column {name!r} collides with silver's change columns (_cdc_*)")
                 if value is None:
                     continue
                 found = arrow_type_of(value)
                 column_type = types.get(name, found)
                 if (column_type, found) in WIDENINGS:
+                    if name in silver_types and not fits_double(name):
+                        raise ValueError(f"{name} turns from integer to double, but silver holds integers a "
+                                         "double cannot hold exactly")  # fmt: skip
                     column_type = found  # integer to double: the column widens
-                to_column(
-                    name, value, column_type
-                )  # ValueError: out of range, or a type change that cannot widen
+                to_column(name, value, column_type)  # ValueError: out of range, or a change that cannot widen
                 found_types[name] = column_type
         except ValueError as exc:
             dead.append((c, str(exc)))
@@ -129,7 +144,33 @@ def validate_changes(
                 widen[name] = column_type
             types[name] = column_type
         usable.append({**c, "key_values": key, "image": image})
-    return usable, dead, widen, types
+    # A column that widened in this batch: earlier changes' integers must still be exact as doubles.
+    doubles = {n for n, t in types.items() if t == pa.float64()}
+    exact = []
+    for c in usable:
+        lost = [
+            n for n in doubles if isinstance(c["image"].get(n), int) and abs(c["image"][n]) > EXACT_DOUBLE
+        ]
+        if lost:
+            dead.append((c, f"{lost[0]} widened to double, which cannot hold {c['image'][lost[0]]} exactly"))
+        else:
+            exact.append(c)
+    return exact, dead, widen, types
+
+
+def check_column_names(image: dict, types: dict) -> None:
+    """Every name can be a silver column and none collides with another (in any case) or with `_cdc_*`."""
+    seen: dict[str, str] = {n.lower(): n for n in types}
+    for name, _ in META_COLUMNS:
+        seen[name.lower()] = name
+    for name in image:
+        if not COLUMN_NAME.fullmatch(name):
+            raise ValueError(f"column {name[:80]!r} cannot become a silver column (letters, digits and _)")
+        if name.lower().startswith("_cdc_"):
+            raise ValueError(f"column {name!r} collides with silver's change columns (_cdc_*)")
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ValueError(f"column {name!r} differs from column {other!r} only in case")
 
 
 SNAPSHOT_ENDS = {"last", "last_in_data_collection"}
@@ -141,7 +182,8 @@ def snapshot_sweep(change_log: DeltaTable, silver: DeltaTable | None, changes: l
     has into deletes (in place), and return delete markers for such rows already in silver."""
     markers: list[dict] = []
     ends = sorted(
-        {(c["lsn"], c["source_ts"]) for c in changes if c["op"] == "r" and c["snapshot"] in SNAPSHOT_ENDS}
+        {(c["lsn"], c["source_ts"]) for c in changes if c["op"] == "r" and c["snapshot"] in SNAPSHOT_ENDS},
+        key=lambda end: (end[0], end[1] is not None, end[1] or 0),
     )
     if not ends or not key_columns:
         return markers
@@ -240,10 +282,11 @@ def apply_changes(
     rows = keep_from(read, marks, "partition", "offset")
     result.changes_read = rows.num_rows
     readable = rows.filter(pc.and_(pc.is_valid(rows.column("op")), pc.is_null(rows.column("error"))))
-    known_key = silver.recorded(KEY_COLUMNS)
+    known_key = silver.identity().get(KEY_COLUMNS)
     changes, refused, widen, types = validate_changes(
-        readable.to_pylist(), silver.arrow_schema(), json.loads(known_key) if known_key else None
-    )
+        readable.to_pylist(), silver.arrow_schema(), known_key, decided=dead_marks,
+        fits_double=lambda name: fits_double(silver.table, name),
+    )  # fmt: skip
     unreadable = read.filter(pc.is_valid(read.column("error"))).to_pylist()
     dead_rows = dead_letter_table(
         [(r["topic"], r["partition"], r["offset"], r["kafka_timestamp"], r["value"], r["error"]) for r in unreadable]
@@ -251,7 +294,6 @@ def apply_changes(
            for c, reason in refused]
     )  # fmt: skip
     key_columns, newest = newest_per_key(changes)
-    silver.metadata[KEY_COLUMNS] = json.dumps(key_columns or (json.loads(known_key) if known_key else []))
     newest += snapshot_sweep(change_log, silver.table, changes, key_columns, newest)
     result.keys_changed = len(newest)
 
@@ -276,6 +318,7 @@ def apply_changes(
             metrics["num_target_rows_inserted"],
             metrics["num_target_rows_updated"],
         )
+        silver.remember(**{KEY_COLUMNS: key_columns})
 
     written = commit_in_order(dead, dead_rows, silver, write_silver, upto, change_log_uri)
     result.dead_letters = written.num_rows
@@ -286,6 +329,15 @@ def apply_changes(
     log(f"{silver_uri}: {result.changes_read} changes, {result.keys_changed} keys, inserted {result.inserted}, "
         f"updated {result.updated}, dead letters {result.dead_letters}")  # fmt: skip
     return result
+
+
+def fits_double(table: DeltaTable | None, name: str) -> bool:
+    """Every integer of silver's column `name` is exact as a double (so the column may widen)."""
+    if table is None:
+        return True
+    column = table.to_pyarrow_dataset().to_table(columns=[name]).column(name)
+    biggest = pc.max(pc.abs(column)).as_py() if len(column) else None
+    return biggest is None or biggest <= EXACT_DOUBLE
 
 
 def rewiden(

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from lakehouse.ingest import strict_json
 from lakehouse.ingest.bronze import to_column
+from lakehouse.ingest.landing import MAX_MS, MIN_MS, kafka_timestamps
 
 CHANGE_LOG_SCHEMA = pa.schema([
     pa.field("topic", pa.string(), nullable=False),
@@ -42,7 +43,11 @@ def parse_change(value: bytes | None) -> dict:
     if value is None:
         return {"op": None}  # a tombstone: the key's row was deleted (compaction marker)
     change = strict_json.loads(value)
-    if not isinstance(change, dict) or change.get("op") not in OPERATIONS:
+    if (
+        not isinstance(change, dict)
+        or not isinstance(change.get("op"), str)
+        or change["op"] not in OPERATIONS
+    ):
         op = change.get("op") if isinstance(change, dict) else None
         raise ValueError(f"not a Debezium change record (op={str(op)[:40]!r})")
     source = change.get("source")
@@ -59,10 +64,18 @@ def parse_change(value: bytes | None) -> dict:
         "after": strict_json.dumps(change["after"]) if change.get("after") is not None else None,
         "lsn": to_column("source.lsn", source["lsn"], pa.int64()),
         "tx_id": to_column("source.txId", source.get("txId"), pa.int64()),
-        "source_ts": to_column("source.ts_ms", source.get("ts_ms"), pa.int64()),
+        "source_ts": epoch_millis("source.ts_ms", source.get("ts_ms")),
         "source_table": to_column("source.table", table, pa.string()),
         "snapshot": str(snapshot).lower()[:40] if snapshot is not None else None,
     }
+
+
+def epoch_millis(name: str, value) -> int | None:
+    """Milliseconds since the epoch within the years a timestamp column holds (ValueError otherwise)."""
+    value = to_column(name, value, pa.int64())
+    if value is not None and not MIN_MS <= value <= MAX_MS:
+        raise ValueError(f"{name} is out of the range of a timestamp: {value}")
+    return value
 
 
 def decode_key(key: bytes | None) -> str | None:
@@ -84,18 +97,20 @@ def to_change_log(topic: str, cols: dict[str, list]) -> pa.Table:
     expected = topic.rsplit(".", 1)[-1]
     rows = []
     now = datetime.now(UTC)
-    for p, o, ts, key, value in zip(*(cols[c] for c in ("partition", "offset", "timestamp_ms", "key", "value")),
-                                    strict=True):  # fmt: skip
-        row = {"topic": topic, "partition": p, "offset": o, "kafka_timestamp": ts, "key": None, "value": value,
+    for p, o, key, value in zip(*(cols[c] for c in ("partition", "offset", "key", "value")), strict=True):
+        row = {"topic": topic, "partition": p, "offset": o, "key": None, "value": value,
                "ingested_at": now}  # fmt: skip
         try:
             row["key"] = decode_key(key)
             row.update(parse_change(value))
             if row.get("source_table") not in (None, expected):
                 row["error"] = f"a change of table {row['source_table']!r} on the topic of table {expected!r}"
-        except ValueError as exc:
-            row = {k: row[k] for k in ("topic", "partition", "offset", "kafka_timestamp", "key", "value",
-                                       "ingested_at")}  # fmt: skip
-            row["error"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any record, whatever it holds, becomes a row with the reason
+            row = {k: row[k] for k in ("topic", "partition", "offset", "key", "value", "ingested_at")}
+            row["error"] = (
+                str(exc) if isinstance(exc, ValueError) else f"cannot be read: {type(exc).__name__}: {exc}"
+            )
         rows.append(row)
-    return pa.Table.from_pylist(rows, schema=CHANGE_LOG_SCHEMA)
+    table = pa.Table.from_pylist(rows, schema=CHANGE_LOG_SCHEMA)
+    return table.set_column(table.schema.get_field_index("kafka_timestamp"), "kafka_timestamp",
+                            kafka_timestamps(cols["timestamp_ms"]))  # fmt: skip

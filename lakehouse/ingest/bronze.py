@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.ingest import strict_json
 from lakehouse.ingest.dead_letters import dead_letter_table
@@ -44,6 +45,7 @@ REQUIRED = ("event_id", "event_type", "event_time", "user_id")
 COMPUTED = {"event_date", "kafka_partition", "kafka_offset"}  # bronze's own columns: never from the message
 KNOWN = {f.name for f in BRONZE_SCHEMA} - COMPUTED
 MAX_TIME_CHARS = 64
+SUB_MICROSECOND = re.compile(r"[.,]\d{7,}")
 COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # what Delta, Spark and Trino all take as a column
 INT_RANGE = {pa.int32(): (-(2**31), 2**31 - 1), pa.int64(): (-(2**63), 2**63 - 1)}
 EXACT_DOUBLE = 2**53  # integers beyond this lose digits as a double
@@ -59,6 +61,8 @@ def to_column(name: str, value, column_type: pa.DataType):
         if isinstance(value, float):
             if not value.is_integer():
                 raise ValueError(f"{name} is not an integer: {value!r} (a fraction is never truncated)")
+            if abs(value) >= EXACT_DOUBLE:  # the literal may already have lost digits when it became a double
+                raise ValueError(f"{name} is a double at or beyond 2**53, not an exact integer: {value!r}")
             value = int(value)
         lo, hi = INT_RANGE[column_type]
         if not lo <= value <= hi:
@@ -109,6 +113,8 @@ def parse_event(value: bytes | None) -> tuple[dict, dict]:
 def parse_time(raw) -> datetime:
     if not isinstance(raw, str) or len(raw) > MAX_TIME_CHARS:
         raise ValueError(f"event_time is not an ISO-8601 timestamp: {_show(raw)}")
+    if SUB_MICROSECOND.search(raw):
+        raise ValueError(f"event_time is more precise than microseconds (never truncated): {_show(raw)}")
     try:
         event_time = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         if event_time.tzinfo is None:
@@ -190,17 +196,25 @@ def _fits(value, column_type: pa.DataType) -> bool:
     return found == column_type or (found == pa.int64() and column_type == pa.float64())
 
 
-def to_bronze(raw: pa.Table, existing: pa.Schema | None = None, max_new_columns: int = 64) -> BronzeBatch:
+def to_bronze(raw: pa.Table, existing: pa.Schema | None = None, max_new_columns: int = 64,
+              decided: dict[int, int] | None = None) -> BronzeBatch:  # fmt: skip
     """Type raw messages; keep the first delivery of each event_id; route the rest to dead letters.
 
-    `existing` is the bronze table's current schema: the types of columns added by earlier batches."""
+    `existing` is the bronze table's current schema: the types of columns added by earlier batches.
+    Messages below `decided` (per partition: offsets a crashed run already sorted into dead letters) come
+    first, in the order they had then, so the first value of a new field, which fixes its column's type,
+    is the same one as then and every message is decided the same way again."""
     columns = Columns(existing, max_new_columns)
     rows: list[dict] = []
     coordinates: list[tuple] = []
     dead: list[tuple] = []
     seen: set[str] = set()
     duplicates = 0
-    order = raw.sort_by([("partition", "ascending"), ("offset", "ascending")])
+    floor = pa.array([(decided or {}).get(p, 0) for p in raw.column("partition").to_pylist()], pa.int64())
+    later = pc.greater_equal(raw.column("offset"), floor)
+    order = raw.append_column("_later", later).sort_by(
+        [("_later", "ascending"), ("partition", "ascending"), ("offset", "ascending")]
+    )
     for topic, partition, offset, ts, value in zip(
         *(order.column(c).to_pylist() for c in ("topic", "partition", "offset", "kafka_timestamp", "value")),
         strict=True,
@@ -210,6 +224,9 @@ def to_bronze(raw: pa.Table, existing: pa.Schema | None = None, max_new_columns:
             values, added = columns.values(extras)
         except ValueError as exc:
             dead.append((topic, partition, offset, ts, value, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - no message, whatever it holds, stops the batch
+            dead.append((topic, partition, offset, ts, value, f"cannot be read: {type(exc).__name__}: {exc}"))
             continue
         columns.add(added)
         row.update(values)

@@ -22,6 +22,8 @@ tests kill a writer at exactly those windows.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +38,7 @@ from lakehouse.faults import fault_point
 from lakehouse.ingest.delta_sink import LakeUnavailable, next_offsets, table_filesystem, txn_app_id
 from lakehouse.stack.errors import StackError
 
+IDENTITY_PREFIX = "lakehouse:"  # the table description holds its identity as JSON after this prefix
 CHECKPOINT_INTERVAL = "20"  # commits between Delta checkpoints: frequent small commits stay cheap to read
 
 
@@ -58,16 +61,24 @@ class MarkedTable:
     metadata: dict[str, str] = field(default_factory=dict)  # written into every commit's info
     table: DeltaTable | None = field(default=None, init=False)
 
-    def recorded(self, name: str) -> str | None:
-        """The newest value of a commit-info entry this writer records (None if not in the last 100 commits:
-        the last few are read first, as the newest commit is usually this writer's)."""
-        if self.table is None:
-            return None
-        for lookback in (3, 100):
-            found = next((e[name] for e in self.table.history(lookback) if name in e), None)
-            if found is not None or lookback >= self.table.version() + 1:
-                return found
-        return None
+    def identity(self) -> dict:
+        """What the table must stay true to (e.g. the Kafka topic's incarnation, silver's key columns), kept
+        in the table's description: table metadata lasts as long as the table, unlike commit infos."""
+        description = self.table.metadata().description if self.table is not None else None
+        if description and description.startswith(IDENTITY_PREFIX):
+            with contextlib.suppress(ValueError):
+                return json.loads(description[len(IDENTITY_PREFIX) :])
+        return {}
+
+    def remember(self, **facts) -> None:
+        """Add facts to the table's identity (one metadata commit, only when something is new)."""
+        current = self.identity()
+        if self.table is None or all(current.get(k) == v for k, v in facts.items()):
+            return
+        self.table.alter.set_table_description(
+            IDENTITY_PREFIX + json.dumps({**current, **facts}, sort_keys=True)
+        )
+        self.table.update_incremental()
 
     def open(self) -> MarkedTable:
         try:
@@ -82,14 +93,18 @@ class MarkedTable:
                 "the credentials; the next run resumes from the last commit",
             ) from exc
         if self.table is None and self.schema is not None:
-            try:
-                self.table = DeltaTable.create(
-                    self.uri, self.schema, mode="ignore", storage_options=self.storage_options,
-                    configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL},
-                )  # fmt: skip
-            except Exception:  # noqa: BLE001 - a concurrent creator won: use its table
-                self.table = DeltaTable(self.uri, storage_options=self.storage_options)
+            self._create(self.schema, None)
         return self
+
+    def _create(self, schema: pa.Schema, partition_by: list[str] | None) -> None:
+        """Create the table empty (another creator may win: then its table is used)."""
+        try:
+            self.table = DeltaTable.create(
+                self.uri, schema, mode="ignore", partition_by=partition_by, storage_options=self.storage_options,
+                configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL},
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001 - a concurrent creator won: use its table
+            self.table = DeltaTable(self.uri, storage_options=self.storage_options)
 
     def next_offsets(self, partitions: list[int]) -> dict[int, int]:
         """Next offset to take in per partition, from the table's `txn` actions (0 if none)."""
@@ -115,19 +130,16 @@ class MarkedTable:
         self._commit(upto, lambda props: self.table.create_write_transaction(
             adds, mode="append", schema=self.table.schema(), commit_properties=props), source)  # fmt: skip
 
-    def append(self, rows: pa.Table, upto: dict[int, int], source: str, partition_by: list[str] | None = None,
-               schema_mode: str | None = None) -> None:  # fmt: skip
+    def append(
+        self, rows: pa.Table, upto: dict[int, int], source: str, partition_by: list[str] | None = None
+    ) -> None:
         """Append rows (creating the table on first use), or only move the marks when there are none."""
         if self.table is not None and rows.num_rows == 0:
             self.mark(upto, source)
             return
-
-        def write(props: CommitProperties) -> None:
-            write_deltalake(self.uri, rows, mode="append", partition_by=partition_by, schema_mode=schema_mode,
-                            storage_options=self.storage_options, commit_properties=props,
-                            configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL})  # fmt: skip
-
-        self._commit(upto, write, source)
+        self._commit(upto, lambda props: write_deltalake(
+            self.table, rows, mode="append", schema_mode="merge", commit_properties=props),
+            source, create=(rows.schema, partition_by))  # fmt: skip
 
     def merge(self, rows: pa.Table, upto: dict[int, int], source: str, predicate: str,
               clauses: Callable, partition_by: list[str] | None = None) -> dict:  # fmt: skip
@@ -152,8 +164,7 @@ class MarkedTable:
     def rewrite(self, rows: pa.Table, upto: dict[int, int], source: str) -> None:
         """Replace the table's content and schema with `rows` (a type change), keeping the marks at `upto`."""
         self._commit(upto, lambda props: write_deltalake(
-            self.uri, rows, mode="overwrite", schema_mode="overwrite", storage_options=self.storage_options,
-            commit_properties=props), source)  # fmt: skip
+            self.table, rows, mode="overwrite", schema_mode="overwrite", commit_properties=props), source)  # fmt: skip
 
     def mark(self, upto: dict[int, int], source: str, metadata: dict[str, str] | None = None) -> None:
         """A commit with no data: only the marks move (none when they are where they should be)."""
@@ -163,7 +174,15 @@ class MarkedTable:
             [], mode="append", schema=self.table.schema(), commit_properties=props), source, metadata)  # fmt: skip
 
     def _commit(self, upto: dict[int, int], run: Callable[[CommitProperties], None], source: str = "",
-                metadata: dict[str, str] | None = None) -> None:  # fmt: skip
+                metadata: dict[str, str] | None = None, create: tuple | None = None) -> None:  # fmt: skip
+        """Run one commit through `run` against the snapshot the writer's positions came from: delta-rs then
+        refuses it if another writer committed any of the same marks since (every write goes through the
+        DeltaTable object, never the URI, which would re-read the newest version and skip that check)."""
+        believed = self.next_offsets(list(upto))  # what this writer's positions rest on (0s: no table yet)
+        if self.table is None:
+            self._create(*create)
+            if self.next_offsets(list(upto)) != believed:  # another creator already took records in
+                raise self._lost(upto, "it created the table first")
         txns = [Transaction(txn_app_id(self.app, self.topic, p), o - 1) for p, o in sorted(upto.items())]
         props = CommitProperties(app_transactions=txns, custom_metadata={
             "lakehouse.source": source or self.topic, "lakehouse.writer": self.app, **self.metadata,
@@ -172,24 +191,35 @@ class MarkedTable:
         try:
             run(props)
         except CommitFailedError as exc:
-            raise ConcurrentWriterError(
-                f"another writer committed to {self.uri} while this one ran (offsets of {self.topic} partitions "
-                f"{sorted(upto)}, or files this commit rewrote, e.g. by table maintenance): {exc}. This run "
-                "committed nothing and stops",
-                fix=RESUME,
-            ) from exc
+            raise self._lost(upto, str(exc)) from exc
         fault_point(f"{self.app}.after_commit")
-        if self.table is None:
-            self.table = DeltaTable(self.uri, storage_options=self.storage_options)
-        else:
+        self.table.update_incremental()
+        now = self.next_offsets(list(upto))
+        if now == believed and now != upto:
+            # The operation wrote no commit (a MERGE that changed no row does not commit): the marks must
+            # still move, in a commit of their own against the same snapshot.
+            try:
+                self.table.create_write_transaction([], mode="append", schema=self.table.schema(),
+                                                    commit_properties=props)  # fmt: skip
+            except CommitFailedError as exc:
+                raise self._lost(upto, str(exc)) from exc
             self.table.update_incremental()
-        moved = {p: v for p, v in self.next_offsets(list(upto)).items() if v != upto[p]}
+            now = self.next_offsets(list(upto))
+        moved = {p: v for p, v in now.items() if v != upto[p]}
         if moved:
             raise ConcurrentWriterError(
                 f"another writer moved {self.topic} partitions {moved} (next offsets) of {self.uri} right after "
                 f"this one committed up to {[upto[p] for p in moved]}; this run stops",
                 fix=RESUME,
             )
+
+    def _lost(self, upto: dict[int, int], why: str) -> ConcurrentWriterError:
+        return ConcurrentWriterError(
+            f"another writer committed to {self.uri} while this one ran (offsets of {self.topic} partitions "
+            f"{sorted(upto)}, or files this commit rewrote, e.g. by table maintenance): {why}. This run "
+            "committed nothing and stops",
+            fix=RESUME,
+        )
 
 
 def keep_from(rows: pa.Table, marks: dict[int, int], partition_col: str, offset_col: str) -> pa.Table:

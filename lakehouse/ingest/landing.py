@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lakehouse.ingest.delta_sink import landed_partitions, upload_files
@@ -34,6 +35,16 @@ RAW_SCHEMA = pa.schema([
 ])  # fmt: skip
 
 
+MIN_MS, MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # 0001-01-01 .. 9999-12-31: what a timestamp holds
+
+
+def kafka_timestamps(values: list[int | None]) -> pa.Array:
+    """Kafka record timestamps as a column; one a timestamp cannot hold (or -1: none) becomes null."""
+    arr = pa.array(values, pa.int64())
+    bad = pc.or_(pc.less(arr, 0), pc.greater(arr, MAX_MS))
+    return pc.if_else(bad, pa.scalar(None, pa.int64()), arr).cast(pa.timestamp("ms", tz="UTC"))
+
+
 def to_arrow(topic: str, cols: dict[str, list]) -> pa.Table:
     n = len(cols["offset"])
     return pa.table(
@@ -41,7 +52,7 @@ def to_arrow(topic: str, cols: dict[str, list]) -> pa.Table:
             "topic": pa.repeat(topic, n) if n else pa.array([], pa.string()),
             "partition": pa.array(cols["partition"], pa.int32()),
             "offset": pa.array(cols["offset"], pa.int64()),
-            "kafka_timestamp": pa.array(cols["timestamp_ms"], pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            "kafka_timestamp": kafka_timestamps(cols["timestamp_ms"]),
             "key": pa.array(cols["key"], pa.binary()),
             "value": pa.array(cols["value"], pa.binary()),
             "ingested_at": pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), n),
@@ -179,14 +190,15 @@ def check_incarnation(target: MarkedTable, topic_id: str | None) -> None:
     topic already has more records than the table's marks (the offsets alone cannot tell then)."""
     if topic_id is None:
         return
-    landed_from = target.recorded(TOPIC_ID)
+    landed_from = target.identity().get(TOPIC_ID)
     if landed_from and landed_from != topic_id:
         raise OffsetGap(
             f"cannot land {target.topic} into {target.uri}: the topic was deleted and recreated (Kafka topic id "
             f"{topic_id}; the table landed {landed_from}), so its offsets restart and would repeat the table's",
             fix="land the new topic into a new table (another LAKEHOUSE_SCHEMA_PREFIX or topic name)",
         )
-    target.metadata[TOPIC_ID] = topic_id
+    target.metadata[TOPIC_ID] = topic_id  # in each commit's info too, for whoever reads the history
+    target.remember(**{TOPIC_ID: topic_id})
 
 
 def acknowledge_gaps(

@@ -68,7 +68,9 @@ def refine(
         filters = f if filters is None else filters | f
     rows = raw.to_pyarrow_dataset().to_table(filter=filters)
     result.raw_rows_read = rows.num_rows
-    batch = to_bronze(rows, existing=bronze.arrow_schema(), max_new_columns=max_new_columns)
+    batch = to_bronze(
+        rows, existing=bronze.arrow_schema(), max_new_columns=max_new_columns, decided=dead_marks
+    )
     result.duplicates = batch.duplicates
     log(f"bronze: {rows.num_rows} raw rows from partitions {todo}")
     known = set(bronze.arrow_schema().names) if bronze.table is not None else set(batch.table.schema.names)

@@ -95,3 +95,41 @@ def connect_server_command(s: LakehouseSettings, port: int, log=print) -> list[s
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
     return [*args, "spark-internal"]
+
+
+def stop_local_spark(timeout: float = 60.0) -> None:
+    """Stop this process's in-process Spark session and the py4j JVM behind it (dagster-pyspark never does).
+
+    The JVM runs in this process's group, so it is stopped on its own: its stdin is closed (it exits on
+    EOF), then SIGKILL after `timeout`. Nothing happens when pyspark was never used; the next in-process
+    run starts a new JVM."""
+    import contextlib
+    import subprocess
+    import sys
+
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    with contextlib.suppress(Exception):
+        if SparkSession._instantiatedSession is not None:
+            SparkSession._instantiatedSession.stop()
+        elif SparkContext._active_spark_context is not None:
+            SparkContext._active_spark_context.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    with contextlib.suppress(Exception):
+        gateway.shutdown()
+    SparkContext._gateway, SparkContext._jvm = None, None
+    if proc is None:
+        return
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)

@@ -5,8 +5,8 @@ Event time and lateness: every job reads `event_time` from the event and derives
 `--watermark-seconds` behind the newest event seen. A valid event that arrives after the
 watermark has passed the end of the window it belongs to is *late*: it is not counted in the
 job's results but written to the rejects topic with the reason `late`, as is every malformed
-message (reason: what is wrong with it). Nothing is dropped without a trace, and a malformed
-message never fails the job.
+message (reason: what is wrong with it). Nothing is dropped without a trace, nothing is coerced
+(a quantity beyond INT is a reject, not a default), and a malformed message never fails the job.
 
 Exactly once: offsets and window state live in Flink checkpoints (every `--checkpoint-seconds`),
 the Kafka sinks write in transactions committed with each checkpoint, and a restarted job
@@ -161,6 +161,15 @@ def register_events(t_env, args: argparse.Namespace) -> None:
               THEN 'event_time is not an ISO-8601 UTC timestamp'
             WHEN JSON_VALUE(payload, '$.price') IS NOT NULL
               AND TRY_CAST(JSON_VALUE(payload, '$.price') AS DOUBLE) IS NULL THEN 'price is not a number'
+            WHEN JSON_VALUE(payload, '$.quantity') IS NOT NULL
+              AND TRY_CAST(JSON_VALUE(payload, '$.quantity') AS INT) IS NULL
+              THEN 'quantity is not an integer in range'
+            WHEN JSON_VALUE(payload, '$.product_id') IS NOT NULL
+              AND TRY_CAST(JSON_VALUE(payload, '$.product_id') AS BIGINT) IS NULL
+              THEN 'product_id is not an integer in range'
+            WHEN JSON_VALUE(payload, '$.merchant_id') IS NOT NULL
+              AND TRY_CAST(JSON_VALUE(payload, '$.merchant_id') AS BIGINT) IS NULL
+              THEN 'merchant_id is not an integer in range'
             ELSE CAST(NULL AS STRING)
           END AS malformed_reason
         FROM events_source""")
