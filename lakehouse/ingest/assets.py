@@ -3,7 +3,7 @@ checked, with every rejected message in a dead-letter table."""
 
 import dagster as dg
 
-from lakehouse.ingest.landing import land_topic, raw_target
+from lakehouse.ingest.landing import land_topic, raw_target, recorded_gaps
 from lakehouse.ingest.refine import refine
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.resources import KafkaResource, LakeResource
@@ -53,6 +53,8 @@ def raw_clickstream_events(
             "table_uri": uri,
             "table_version": table.version() if table else -1,
             "offsets_landed": {str(p): f"{a}..{b}" for p, (a, b) in sorted(result.offsets.items())},
+            # Records Kafka deleted before they were landed, accepted with `lakehouse ingest acknowledge-gap`.
+            "gaps_acknowledged": recorded_gaps(table) if table else [],
         }
     )
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lakehouse.ingest.delta_sink import landed_partitions, upload_files
-from lakehouse.ingest.exactly_once import MarkedTable
+from lakehouse.ingest.exactly_once import IDENTITY_PREFIX, MarkedTable
 from lakehouse.resources.kafka import KafkaResource
 from lakehouse.stack.errors import StackError
 
@@ -205,7 +205,8 @@ def acknowledge_gaps(
     kafka: KafkaResource, target: MarkedTable, log: Callable[[str], None] = print
 ) -> list[dict]:
     """Accept that records deleted from Kafka before they were landed are lost: one commit moves each
-    such partition's mark to Kafka's first offset and records the gap in the commit's metadata."""
+    such partition's mark to Kafka's first offset, records the gap in that commit's info and in the
+    table's identity (its description), which the raw asset shows in its metadata."""
     target.open()
     watermarks = kafka.watermarks(target.topic)
     position = target.next_offsets(sorted(watermarks))
@@ -218,6 +219,7 @@ def acknowledge_gaps(
         raise OffsetGap(f"{target.uri} does not exist yet", fix="land the topic once first")
     upto = {**position, **{g["partition"]: g["to_offset"] + 1 for g in gaps}}
     target.mark(upto, f"kafka:{target.topic}", metadata={"lakehouse.gap": json.dumps(gaps)})
+    target.remember(gaps=[*recorded_gaps(target.table), *gaps])
     for g in gaps:
         log(f"{target.topic} partition {g['partition']}: acknowledged {g['records']} lost records "
             f"(offsets {g['from_offset']}..{g['to_offset']}) at table version {target.table.version()}")  # fmt: skip
@@ -225,10 +227,11 @@ def acknowledge_gaps(
 
 
 def recorded_gaps(table: DeltaTable) -> list[dict]:
-    """Every gap acknowledged in a table's history (newest first)."""
-    return [
-        g for entry in table.history() if "lakehouse.gap" in entry for g in json.loads(entry["lakehouse.gap"])
-    ]
+    """Every gap acknowledged for a table (oldest first), from its identity (one metadata read)."""
+    description = table.metadata().description or ""
+    if not description.startswith(IDENTITY_PREFIX):
+        return []
+    return json.loads(description[len(IDENTITY_PREFIX) :]).get("gaps", [])
 
 
 def raw_target(uri: str, storage_options: dict[str, str], topic: str, app: str) -> MarkedTable:
