@@ -91,7 +91,10 @@ def test_ingest_survives_repeated_kills_without_loss_or_duplicates(namespace, tm
                              capture_output=True, text=True, timeout=600)  # fmt: skip
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
     assert fired(tmp_path / "bronze") == ["lakehouse-dead-letters.after_commit"]
-    assert lake.table("bronze", "clickstream_events") is None, "killed before bronze's first commit"
+    bronze = lake.table(
+        "bronze", "clickstream_events"
+    )  # at most created empty: killed before its first MERGE
+    assert bronze is None or bronze.to_pyarrow_table().num_rows == 0
     assert lake.read("bronze", "clickstream_dead_letters", columns=["offset"]).num_rows == malformed
     final = subprocess.run([env_executable("lakehouse"), "ingest", "events", "--bronze"], env=namespace.env,
                            capture_output=True, text=True, timeout=900)  # fmt: skip

@@ -238,7 +238,8 @@ def test_the_cdc_apply_killed_with_uncommitted_work_converges(ns, point, tmp_pat
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
     assert fired(marker) == [point]
     lake = LakeResource.from_settings(s)
-    assert lake.table("silver", "merchants") is None, "killed before silver's first commit"
+    silver = lake.table("silver", "merchants")  # at most created empty: killed before its first data commit
+    assert silver is None or silver.to_pyarrow_table().num_rows == 0
     assert lake.read("silver", DEAD_LETTERS_TABLE).num_rows == 1  # committed first, in both windows
 
     again = lakehouse(env, "cdc", "apply")

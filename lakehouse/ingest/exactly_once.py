@@ -71,14 +71,19 @@ class MarkedTable:
         return {}
 
     def remember(self, **facts) -> None:
-        """Add facts to the table's identity (one metadata commit, only when something is new)."""
-        current = self.identity()
-        if self.table is None or all(current.get(k) == v for k, v in facts.items()):
-            return
-        self.table.alter.set_table_description(
-            IDENTITY_PREFIX + json.dumps({**current, **facts}, sort_keys=True)
-        )
-        self.table.update_incremental()
+        """Add facts to the table's identity (one metadata commit, only when something is new). Writers
+        starting together may race for it: the loser re-reads and tries again, or finds its facts there."""
+        for _ in range(10):
+            current = self.identity()
+            if self.table is None or all(current.get(k) == v for k, v in facts.items()):
+                return
+            description = IDENTITY_PREFIX + json.dumps({**current, **facts}, sort_keys=True)
+            with contextlib.suppress(
+                CommitFailedError
+            ):  # another writer changed it first: read, decide again
+                self.table.alter.set_table_description(description)
+            self.table.update_incremental()
+        raise self._lost({}, "its table description kept changing")
 
     def open(self) -> MarkedTable:
         try:

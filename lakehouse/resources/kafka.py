@@ -171,8 +171,8 @@ class KafkaResource(dg.ConfigurableResource):
     def topic_id(self, topic: str) -> str | None:
         """Kafka's id of this incarnation of the topic (a topic deleted and recreated gets a new one)."""
         try:
-            future = _admin(self.bootstrap_servers).describe_topics(TopicCollection([topic]))[topic]
-            return str(future.result(10).topic_id)
+            admin = _admin(self.bootstrap_servers)  # held until the answer: a dropped client cancels it
+            return str(admin.describe_topics(TopicCollection([topic]))[topic].result(10).topic_id)
         except Exception:  # noqa: BLE001 - an older broker without topic ids: the offset checks still apply
             return None
 
