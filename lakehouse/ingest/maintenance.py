@@ -39,7 +39,8 @@ class MaintenanceConfig(dg.Config):
 
 
 @dg.op(description="Compact small files, write a checkpoint, drop expired log files and vacuum "
-       "unreferenced files older than the retention, for every table the project writes.")  # fmt: skip
+       "unreferenced files older than the retention, for every table the project writes.",
+       pool="table_maintenance")  # fmt: skip
 def compact_and_vacuum(context: dg.OpExecutionContext, config: MaintenanceConfig, lake: LakeResource) -> dict:
     try:
         floor = check_retention(config.retention_hours, config.longest_batch_seconds)
