@@ -222,3 +222,16 @@ def test_a_crash_between_dead_letters_and_bronze_decides_every_message_the_same_
     dead = sorted(DeltaTable(str(tmp_path / "d")).to_pyarrow_table().column("offset").to_pylist())
     assert bronze == ["e101"]  # ab is an integer column, as the crashed run decided
     assert dead == [0, 1]  # p1:1 (ab "s") once, and p0:0 (ab "x"), which now contradicts the column
+
+
+def test_acknowledge_gap_knows_every_landed_topic(clean_env):
+    """The landing's gap error names `acknowledge-gap --topic <topic>` for whatever topic it lands: the events,
+    each CDC table's, each stream output's; each maps to its own raw table and writer."""
+    from lakehouse.cli import landed_tables
+    from lakehouse.settings import LakehouseSettings
+
+    tables = landed_tables(LakehouseSettings())
+    assert tables["clickstream.events"] == ("clickstream_events", "lakehouse-raw")
+    assert tables["cdc.marketplace.orders"] == ("cdc_orders", "lakehouse-raw-cdc")
+    assert tables["rt.product_ctr"] == ("rt_product_ctr", "lakehouse-rt")
+    assert len({app_table for app_table in tables.values()}) == len(tables)

@@ -61,6 +61,10 @@ def run_in_own_group(cmd: list[str], env: dict[str, str], timeout: float) -> sub
         timed_out = False
     except subprocess.TimeoutExpired:
         timed_out = True
+    if not timed_out:  # a child may still be on its way out when the leader has exited: give it time
+        deadline = time.monotonic() + 30
+        while group_members(proc.pid, created) and time.monotonic() < deadline:
+            time.sleep(0.5)
     left = stop_process_group(proc.pid, created, timeout=30)
     if timed_out:
         out, _ = proc.communicate(timeout=30)

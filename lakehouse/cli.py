@@ -93,24 +93,34 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _acknowledge_gap(args: argparse.Namespace) -> int:
+def landed_tables(s) -> dict[str, tuple[str, str]]:
+    """Every topic the platform lands, with its raw table and its writer's app id (the marks' owner)."""
+    from lakehouse.cdc.pipeline import RAW_CDC_APP, change_log_table
     from lakehouse.ingest.assets import RAW_APP_ID
+    from lakehouse.realtime.assets import LANDED_OUTPUTS, LANDING_APP_ID
+
+    tables = {s.events_topic: ("clickstream_events", RAW_APP_ID)}
+    tables.update({s.cdc_topic(t): (change_log_table(t), RAW_CDC_APP) for t in s.cdc_table_list})
+    tables.update({s.realtime_topic(o): (f"rt_{o}", LANDING_APP_ID) for o in LANDED_OUTPUTS})
+    return tables
+
+
+def _acknowledge_gap(args: argparse.Namespace) -> int:
     from lakehouse.ingest.landing import acknowledge_gaps, raw_target
     from lakehouse.resources import KafkaResource, LakeResource
 
     s = get_settings()
     topic = args.topic or s.events_topic
-    if topic != s.events_topic:
-        print(
-            f"error: only the events topic ({s.events_topic}) is landed by `ingest events`", file=sys.stderr
-        )
-        print("  fix: set LAKEHOUSE_EVENTS_TOPIC, or pass --topic with that name", file=sys.stderr)
-        return 2
+    tables = landed_tables(s)
+    if topic not in tables:
+        raise StackError(f"{topic} is not a topic the platform lands (it lands {', '.join(sorted(tables))})",
+                         fix="pass --topic with one of those, as the landing's error names it")  # fmt: skip
+    table, app = tables[topic]
     lake = LakeResource.from_settings(s)
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=topic)
-    gaps = acknowledge_gaps(kafka, raw_target(lake.table_uri("raw", "clickstream_events"), lake.storage_options,
-                                              topic, RAW_APP_ID))  # fmt: skip
-    print(f"ingest: acknowledged {sum(g['records'] for g in gaps)} lost records in {len(gaps)} partition(s)")
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    gaps = acknowledge_gaps(kafka, raw_target(lake.table_uri("raw", table), lake.storage_options, topic, app))
+    print(f"ingest: acknowledged {sum(g['records'] for g in gaps)} lost records in {len(gaps)} partition(s) "
+          f"of {topic} (raw/{table})")  # fmt: skip
     return 0
 
 
@@ -300,10 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     iev.add_argument("--partitions", type=_partition_list, default=None, metavar="0,1",
                      help="land only these partitions (default: all); two landers never both commit a partition")  # fmt: skip
     ack = ing_sub.add_parser("acknowledge-gap", help="accept records deleted from Kafka before they were landed",
-                             description="When a landing stops because its next offset is no longer in Kafka "
+                             description="When a landing (events, CDC change logs, stream outputs) stops because its next offset is no longer in Kafka "
                              "(retention deleted it), this records the gap (partition, offsets, count) in the "
                              "raw table's history and moves on to Kafka's first offset. Nothing else skips.")  # fmt: skip
-    ack.add_argument("--topic", default=None, help="the events topic (default: LAKEHOUSE_EVENTS_TOPIC)")
+    ack.add_argument("--topic", default=None, help="the topic the landing's error names: the events topic (default), "
+                     "a CDC topic or a stream job's output topic")  # fmt: skip
     ack.set_defaults(func=_acknowledge_gap)
     iev.set_defaults(func=_ingest)
 
