@@ -113,6 +113,14 @@ def clean_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
+def report_hostile_kinds(tried, kinds: set[str], what: str) -> None:
+    """Print how many hostile inputs of each kind a property test tried, and check that it tried them all."""
+    if tried:
+        print(f"\nhostile {what} tried (all dead letters with their reason): "
+              + ", ".join(f"{k}: {n}" for k, n in sorted(tried.items())))  # fmt: skip
+        assert set(tried) == kinds, "every hostile kind should have been generated"
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

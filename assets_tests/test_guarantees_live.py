@@ -38,6 +38,13 @@ def valid_event(i: int) -> dict:
             "quantity": 1, "price": 2.5}  # fmt: skip
 
 
+def merchant_change(op: str, lsn: int, mid: int, name: str) -> bytes:
+    """A Debezium change record (JSON, schemas disabled) of a merchants row."""
+    image = {"merchant_id": mid, "name": name}
+    return json.dumps({"op": op, "before": image if op == "d" else None, "after": None if op == "d" else image,
+                       "source": {"lsn": lsn, "ts_ms": 1_700_000_000_000, "table": "merchants"}}).encode()  # fmt: skip
+
+
 def produce(bootstrap: str, topic: str, values: list, keys: list | None = None, partition: int | None = None):
     producer = make_producer(bootstrap)
     for i, value in enumerate(values):
@@ -80,11 +87,8 @@ def test_a_keyless_change_record_does_not_stop_the_cdc_apply(ns):
     topic = kafka.cdc_topic("merchants")
     ensure_topic(s.kafka_bootstrap, topic, 1)
 
-    def change(lsn: int, mid: int, name: str) -> bytes:
-        return json.dumps({"op": "c", "before": None, "after": {"merchant_id": mid, "name": name},
-                           "source": {"lsn": lsn, "ts_ms": 1_700_000_000_000, "table": "merchants"}}).encode()  # fmt: skip
-
-    values = [change(10, 1, "keyless"), change(20, 2, "after"), change(30, 3, "after too")]
+    values = [merchant_change("c", 10, 1, "keyless"), merchant_change("c", 20, 2, "after"),
+              merchant_change("c", 30, 3, "after too")]  # fmt: skip
     keys = [None, b'{"merchant_id": 2}', b'{"merchant_id": 3}']
     produce(s.kafka_bootstrap, topic, values, keys)
     assert land_changes(kafka, lake, "merchants", log=lambda _: None).rows == 3
@@ -223,13 +227,8 @@ def test_the_cdc_apply_killed_with_uncommitted_work_converges(ns, point, tmp_pat
     topic = kafka.cdc_topic("merchants")
     ensure_topic(s.kafka_bootstrap, topic, 1)
 
-    def change(op: str, lsn: int, mid: int, name: str) -> bytes:
-        image = {"merchant_id": mid, "name": name}
-        return json.dumps({"op": op, "before": image if op == "d" else None, "after": None if op == "d" else image,
-                           "source": {"lsn": lsn, "ts_ms": 1_700_000_000_000, "table": "merchants"}}).encode()  # fmt: skip
-
-    values = [change("c", 10, 1, "a"), b"{broken", change("c", 20, 2, "b"), change("u", 30, 1, "a2"),
-              change("d", 40, 2, "b")]  # fmt: skip
+    values = [merchant_change("c", 10, 1, "a"), b"{broken", merchant_change("c", 20, 2, "b"),
+              merchant_change("u", 30, 1, "a2"), merchant_change("d", 40, 2, "b")]  # fmt: skip
     keys = [b'{"merchant_id": 1}', b'{"merchant_id": 1}', b'{"merchant_id": 2}', b'{"merchant_id": 1}',
             b'{"merchant_id": 2}']  # fmt: skip
     produce(s.kafka_bootstrap, topic, values, keys)

@@ -62,13 +62,7 @@ class MarkedTable:
     table: DeltaTable | None = field(default=None, init=False)
 
     def identity(self) -> dict:
-        """What the table must stay true to (e.g. the Kafka topic's incarnation, silver's key columns), kept
-        in the table's description: table metadata lasts as long as the table, unlike commit infos."""
-        description = self.table.metadata().description if self.table is not None else None
-        if description and description.startswith(IDENTITY_PREFIX):
-            with contextlib.suppress(ValueError):
-                return json.loads(description[len(IDENTITY_PREFIX) :])
-        return {}
+        return table_identity(self.table)
 
     def remember(self, **facts) -> None:
         """Add facts to the table's identity (one metadata commit, only when something is new). Writers
@@ -225,6 +219,16 @@ class MarkedTable:
             "committed nothing and stops",
             fix=RESUME,
         )
+
+
+def table_identity(table: DeltaTable | None) -> dict:
+    """What a table must stay true to (e.g. the Kafka topic's incarnation, silver's key columns), kept in
+    its description: table metadata lasts as long as the table, unlike commit infos."""
+    description = table.metadata().description if table is not None else None
+    if description and description.startswith(IDENTITY_PREFIX):
+        with contextlib.suppress(ValueError):
+            return json.loads(description[len(IDENTITY_PREFIX) :])
+    return {}
 
 
 def keep_from(rows: pa.Table, marks: dict[int, int], partition_col: str, offset_col: str) -> pa.Table:

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from lakehouse.ingest.delta_sink import landed_partitions, upload_files
-from lakehouse.ingest.exactly_once import IDENTITY_PREFIX, MarkedTable
+from lakehouse.ingest.exactly_once import MarkedTable, table_identity
 from lakehouse.resources.kafka import KafkaResource
 from lakehouse.stack.errors import StackError
 
@@ -228,10 +228,7 @@ def acknowledge_gaps(
 
 def recorded_gaps(table: DeltaTable) -> list[dict]:
     """Every gap acknowledged for a table (oldest first), from its identity (one metadata read)."""
-    description = table.metadata().description or ""
-    if not description.startswith(IDENTITY_PREFIX):
-        return []
-    return json.loads(description[len(IDENTITY_PREFIX) :]).get("gaps", [])
+    return table_identity(table).get("gaps", [])
 
 
 def raw_target(uri: str, storage_options: dict[str, str], topic: str, app: str) -> MarkedTable:
