@@ -140,6 +140,12 @@ class LakehouseSettings(BaseSettings):
         None  # PostgreSQL's host as Kafka Connect sees it (default: postgres_host)
     )
 
+    # Hive Metastore: the catalog Trino and Spark share (its data in PostgreSQL, database metastore_db)
+    metastore_host: str = "127.0.0.1"
+    metastore_port: Port = 9083
+    metastore_db: str = Field("lakehouse_metastore", description="the metastore's database in PostgreSQL")
+    metastore_heap: JvmSize = "512M"
+
     # Trino
     trino_host: str = "127.0.0.1"
     trino_port: Port = 8080
@@ -252,6 +258,10 @@ class LakehouseSettings(BaseSettings):
     def cdc_topic(self, table: str) -> str:
         """Debezium's topic for a source table: <prefix>.<schema>.<table>."""
         return f"{self.cdc_topic_prefix}.{self.cdc_schema}.{table}"
+
+    @property
+    def metastore_uri(self) -> str:
+        return f"thrift://{self.metastore_host}:{self.metastore_port}"
 
     @property
     def s3_port(self) -> int:

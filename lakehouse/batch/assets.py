@@ -63,7 +63,7 @@ def write_days(
     per_day = {str(r["event_date"]): r["n"] for r in rows.groupBy("event_date").agg(F.count(F.lit(1)).alias("n"))
                .collect()}  # fmt: skip
     rows.unpersist()
-    trino.register_delta_table(lake.schema("silver"), table, uri)
+    trino.register_lake_table(lake, "silver", table)
     empty = sorted(set(context.partition_keys) - set(per_day))
     seconds = time.monotonic() - started
     context.log.info(f"silver/{table}: replaced {first}..{after} (exclusive), {sum(per_day.values())} rows, "

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
+from lakehouse.cdc.source_types import SourceTypes, typed_column
 from lakehouse.ingest import strict_json
 from lakehouse.ingest.bronze import COLUMN_NAME, EXACT_DOUBLE, arrow_type_of, to_column
 from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA, dead_letter_table
@@ -57,15 +58,23 @@ def newest_per_key(changes: list[dict]) -> tuple[list[str], list[dict]]:
     validated ones (`validate_changes`): `key` and `image` parsed."""
     newest: dict[str, dict] = {}
     key_columns: list[str] = []
-    for c in sorted(changes, key=lambda c: (c["lsn"], c["offset"])):
+    for c in sorted(changes, key=lambda c: (change_lsn(c), c["offset"])):
         key_columns = list(c["key_values"])
-        row = {**c["image"], "_cdc_lsn": c["lsn"], "_cdc_op": c["op"], "_cdc_deleted": c["op"] == "d",
+        row = {**c["image"], "_cdc_lsn": change_lsn(c), "_cdc_op": c["op"], "_cdc_deleted": c["op"] == "d",
                "_cdc_source_ts": c["source_ts"]}  # fmt: skip
         newest[strict_json.dumps(c["key_values"])] = row
     return key_columns, list(newest.values())
 
 
+def change_lsn(change: dict) -> int:
+    """The LSN a change is ordered by. An incremental snapshot's reads carry none (Debezium reads them
+    outside the log): as 0 they insert a key silver has never seen and never replace a row or a delete
+    marker, which is right, since any change of the row since it was read arrives as a change with an LSN."""
+    return change["lsn"] if change["lsn"] is not None else 0
+
+
 KEY_COLUMNS = "key_columns"  # in silver's identity (its table description): a batch can't redefine the key
+SOURCE_TYPES = "source_types"  # in silver's identity: each column's PostgreSQL type when silver took it
 WIDENINGS = {(pa.int64(), pa.float64())}  # (silver's type, the type a change brings): rewrite the column
 
 
@@ -88,6 +97,7 @@ def validate_changes(
     key_columns: list[str] | None = None,
     decided: dict[int, int] | None = None,
     fits_double: Callable[[str], bool] = lambda _: True,
+    source: SourceTypes | None = None,
 ) -> tuple[list[dict], list[tuple], dict, dict]:
     """(usable changes with `key_values` and `image`, dead letters as (row, reason), columns to widen in
     silver, and the type of every column the usable changes need).
@@ -103,7 +113,7 @@ def validate_changes(
     usable, dead, widen = [], [], {}
     decided = decided or {}
     order = sorted(
-        changes, key=lambda c: (c["offset"] >= decided.get(c["partition"], 0), c["lsn"], c["offset"])
+        changes, key=lambda c: (c["offset"] >= decided.get(c["partition"], 0), change_lsn(c), c["offset"])
     )
     for c in order:
         try:
@@ -121,9 +131,17 @@ def validate_changes(
             if key_columns is not None and list(key) != key_columns:
                 raise ValueError(f"key columns {list(key)} differ from the table's {key_columns}")
             check_column_names(image, types)
-            image = {n: strict_json.dumps(v) if isinstance(v, (dict, list)) else v for n, v in image.items()}
-            found_types = {}
-            for name, value in image.items():
+            found_types, found_pg = {}, {}
+            for name, value in list(image.items()):
+                pg, value = source.resolve(name, value) if source is not None else (None, value)
+                if pg is not None:
+                    image[name] = value
+                    if value is not None:
+                        found_types[name] = typed_column(name, pg, types.get(name), value, image)
+                        found_pg[name] = pg
+                    continue
+                if isinstance(value, (dict, list)):
+                    image[name] = value = strict_json.dumps(value)
                 if value is None:
                     continue
                 found = arrow_type_of(value)
@@ -139,6 +157,8 @@ def validate_changes(
             dead.append((c, str(exc)))
             continue
         key_columns = list(key)
+        if source is not None:
+            source.registered.update(found_pg)
         for name, column_type in found_types.items():
             if name in silver_types and silver_types[name] != column_type:
                 widen[name] = column_type
@@ -250,9 +270,12 @@ def apply_changes(
     storage_options: dict[str, str],
     topic: str,
     log: Callable[[str], None] = print,
+    read_catalog: Callable[[], dict[str, str]] | None = None,
 ) -> ApplyResult:
     """Apply the change log's new records to silver; unusable ones (unreadable when landed, or refused
-    here) become dead letters first, each table with its own marks, as in the bronze refining."""
+    here) become dead letters first, each table with its own marks, as in the bronze refining.
+    `read_catalog` gives the source table's column types ({column: PostgreSQL type}): silver's columns
+    then carry them (without it, each column takes its first JSON value's type)."""
     result = ApplyResult()
     change_log = open_table(change_log_uri, storage_options)
     if change_log is None:
@@ -283,9 +306,10 @@ def apply_changes(
     result.changes_read = rows.num_rows
     readable = rows.filter(pc.and_(pc.is_valid(rows.column("op")), pc.is_null(rows.column("error"))))
     known_key = silver.identity().get(KEY_COLUMNS)
+    pg_types = SourceTypes(silver.identity().get(SOURCE_TYPES, {}), read_catalog) if read_catalog else None
     changes, refused, widen, types = validate_changes(
         readable.to_pylist(), silver.arrow_schema(), known_key, decided=dead_marks,
-        fits_double=lambda name: fits_double(silver.table, name),
+        fits_double=lambda name: fits_double(silver.table, name), source=pg_types,
     )  # fmt: skip
     unreadable = read.filter(pc.is_valid(read.column("error"))).to_pylist()
     dead_rows = dead_letter_table(
@@ -318,7 +342,9 @@ def apply_changes(
             metrics["num_target_rows_inserted"],
             metrics["num_target_rows_updated"],
         )
-        silver.remember(**{KEY_COLUMNS: key_columns})
+        silver.remember(
+            **{KEY_COLUMNS: key_columns}, **({SOURCE_TYPES: pg_types.registered} if pg_types else {})
+        )
 
     written = commit_in_order(dead, dead_rows, silver, write_silver, upto, change_log_uri)
     result.dead_letters = written.num_rows

@@ -44,7 +44,9 @@ def build_change_log_assets(schema: str, tables: list[str]) -> dg.AssetsDefiniti
         pool="landing_raw_cdc",
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def raw_cdc_change_logs(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+    def raw_cdc_change_logs(
+        context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource
+    ):
         for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1]):
             table = key.path[-1].removeprefix("cdc_")
             result = land_changes(kafka, lake, table, log=context.log.info)
@@ -52,7 +54,9 @@ def build_change_log_assets(schema: str, tables: list[str]) -> dg.AssetsDefiniti
                 context.log.info(
                     f"{kafka.cdc_topic(table)} does not exist yet (no change captured): nothing to land"
                 )
+            trino.register_lake_table(lake, "raw", change_log_table(table))
             yield dg.MaterializeResult(asset_key=key, metadata={
+                "trino_table": trino.qualified(lake, "raw", change_log_table(table)),
                 "topic": kafka.cdc_topic(table), "rows_landed": result.rows if result else 0,
                 "commits": result.commits if result else 0,
             })  # fmt: skip
@@ -128,25 +132,31 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
     @dg.multi_asset(name="silver_cdc_current_state", specs=specs, can_subset=True, pool="apply_silver_cdc",
                     backfill_policy=dg.BackfillPolicy.single_run())  # fmt: skip
     def silver_cdc_current_state(
-        context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource
+        context: dg.AssetExecutionContext,
+        kafka: KafkaResource,
+        lake: LakeResource,
+        trino: TrinoResource,
+        postgres: PostgresResource,
     ):
         dead_letters: dict[str, int] = {}
         tables = sorted(k.path[-1] for k in context.selected_asset_keys if k != DEAD_LETTERS_KEY)
         for table in tables:
-            result = apply_table(kafka, lake, table, log=context.log.info)
+            result = apply_table(kafka, lake, table, log=context.log.info, postgres=postgres)
             dead_letters[table] = result.dead_letters
             if result.dead_letters:
                 context.log.warning(
                     f"{table}: {result.dead_letters} change records cannot be applied; see silver/{DEAD_LETTERS_TABLE}"
                 )
-            if lake.table("silver", table) is not None:  # queryable in Trino (for dbt) from its first write
-                trino.register_delta_table(lake.schema("silver"), table, lake.table_uri("silver", table))
+            trino.register_lake_table(
+                lake, "silver", table
+            )  # queryable in Trino (for dbt) from its first write
             yield dg.MaterializeResult(asset_key=silver_key(table), metadata={
                 "changes_read": result.changes_read, "keys_changed": result.keys_changed,
                 "inserted": result.inserted, "updated": result.updated, "dead_letters": result.dead_letters,
                 "new_columns": result.new_columns,
             })  # fmt: skip
         if DEAD_LETTERS_KEY in context.selected_asset_keys:
+            trino.register_lake_table(lake, "silver", DEAD_LETTERS_TABLE)
             yield dg.MaterializeResult(asset_key=DEAD_LETTERS_KEY, metadata={
                 "new_dead_letters": sum(dead_letters.values()),
                 "new_by_table": {t: n for t, n in dead_letters.items() if n},
@@ -205,7 +215,7 @@ PRICE_HISTORY_KEY = dg.AssetKey(["silver", "product_price_history"])
         "(`valid_from`) and the time it was replaced or the product deleted (`valid_to`, NULL while current)."
     ),
 )  # fmt: skip
-def silver_product_price_history(lake: LakeResource) -> dg.MaterializeResult:
+def silver_product_price_history(lake: LakeResource, trino: TrinoResource) -> dg.MaterializeResult:
     log = lake.table("raw", change_log_table("products"))
     if log is None:
         return dg.MaterializeResult(metadata={"versions": 0})
@@ -214,6 +224,7 @@ def silver_product_price_history(lake: LakeResource) -> dg.MaterializeResult:
     history = price_history(changes)
     write_deltalake(lake.table_uri("silver", "product_price_history"), history, mode="overwrite",
                     storage_options=lake.storage_options)  # fmt: skip
+    trino.register_lake_table(lake, "silver", "product_price_history")
     return dg.MaterializeResult(metadata={"versions": history.num_rows,
                                           "products": len(set(history.column("product_id").to_pylist()))})  # fmt: skip
 

@@ -30,10 +30,14 @@ class CaptureReport:
 
 def unconfigured_tables(bootstrap: str, topic_prefix: str, schema: str, configured: list[str]) -> list[str]:
     """Tables whose change topics exist under the CDC prefix but are not in the configured list."""
+    from lakehouse.cdc.connector import INTERNAL_TABLES
+
     head = f"{topic_prefix}.{schema}."
-    topics = topic_names(bootstrap)
+    known = {*configured, *INTERNAL_TABLES}
     return sorted(
-        t.removeprefix(head) for t in topics if t.startswith(head) and t.removeprefix(head) not in configured
+        t.removeprefix(head)
+        for t in topic_names(bootstrap)
+        if t.startswith(head) and t.removeprefix(head) not in known
     )
 
 
@@ -101,10 +105,24 @@ def capture_report(s: LakehouseSettings, topic_prefix: str | None = None) -> Cap
             "fix: `lakehouse stack up kafka`"
         )
         return report
-    for table in extra:
+    retired = [t for t in extra if no_longer_captured(s, t)]
+    if retired:
+        report.facts["no_longer_captured"] = retired  # removed from LAKEHOUSE_CDC_TABLES; silver kept
+    for table in (t for t in extra if t not in retired):
         report.problems.append(
             f"changes of {s.cdc_schema}.{table} arrive on topic {prefix}.{s.cdc_schema}.{table}, but "
             f"LAKEHOUSE_CDC_TABLES does not list {table!r}: they are kept in Kafka and not landed; fix: add it "
             "to LAKEHOUSE_CDC_TABLES (or drop it from the connector's table.include.list)"
         )
     return report
+
+
+def no_longer_captured(s: LakehouseSettings, table: str) -> bool:
+    """Whether a table was removed from the capture on purpose (its silver identity says so)."""
+    from lakehouse.ingest.delta_sink import open_table
+    from lakehouse.ingest.exactly_once import table_identity
+
+    return (
+        table_identity(open_table(s.table_uri("silver", table), s.delta_storage_options())).get("captured")
+        is False
+    )

@@ -18,10 +18,34 @@ SLOT_NAME = "lakehouse_cdc"  # the replication slot (and publication) in connect
 TEMPLATE = Path(__file__).resolve().parent / "connector.json"
 
 
+# The connector's own tables in the captured schema. Debezium updates the heartbeat row every
+# HEARTBEAT_MS (`heartbeat.action.query`): a change it reads even when no captured table changes, so the
+# replication slot always advances (a quiet database never holds WAL back) and a wait for the capture
+# ends. The signal table takes `execute-snapshot` requests: a table added to LAKEHOUSE_CDC_TABLES is
+# snapshotted alone (an incremental snapshot), the others are untouched.
+HEARTBEAT_TABLE = "lakehouse_heartbeat"
+SIGNAL_TABLE = "lakehouse_signal"
+INTERNAL_TABLES = (HEARTBEAT_TABLE, SIGNAL_TABLE)
+HEARTBEAT_MS = 2000
+
+
+def internal_tables_ddl(schema: str) -> str:
+    q = f'"{schema}"'
+    return (
+        f"CREATE TABLE IF NOT EXISTS {q}.{HEARTBEAT_TABLE} (id int PRIMARY KEY, beat_at timestamptz NOT NULL);\n"
+        f"CREATE TABLE IF NOT EXISTS {q}.{SIGNAL_TABLE} (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, "
+        "data varchar(2048));\n"
+    )
+
+
 def connector_config(s: LakehouseSettings) -> dict[str, str]:
+    heartbeat = (f'INSERT INTO "{s.cdc_schema}".{HEARTBEAT_TABLE} (id, beat_at) VALUES (1, now()) '
+                 "ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at")  # fmt: skip
     values = {**s.model_dump(mode="json"),
               "database_host": s.cdc_database_host or s.postgres_host, "slot_name": SLOT_NAME,
-              "table_include_list": ",".join(f"{s.cdc_schema}.{t}" for t in s.cdc_table_list)}  # fmt: skip
+              "table_include_list": ",".join(f"{s.cdc_schema}.{t}" for t in [*s.cdc_table_list, HEARTBEAT_TABLE]),
+              "heartbeat_ms": HEARTBEAT_MS, "heartbeat_query": heartbeat,
+              "signal_table": f"{s.cdc_schema}.{SIGNAL_TABLE}"}  # fmt: skip
     # Each value goes inside a JSON string of the template: escaped, so quotes and backslashes survive.
     escaped = {k: json.dumps(str(v))[1:-1] for k, v in values.items()}
     return json.loads(Template(TEMPLATE.read_text()).substitute(escaped))
@@ -33,8 +57,18 @@ def connector_status(s: LakehouseSettings) -> dict:
 
 
 def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) -> None:
-    """PUT the configuration (creates or updates) and wait until the connector and its task run."""
+    """Check the configured tables, PUT the configuration (creates or updates) and wait until the connector
+    and its task run; then snapshot the tables added since the last configuration (those alone) and mark
+    the removed ones as no longer captured (lakehouse/cdc/tables.py)."""
+    from lakehouse.cdc.tables import captured_tables, check_tables, mark_captured, request_snapshot
+    from lakehouse.cdc.workload import connect
+
     base = f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}"
+    check_tables(s)
+    with connect(s) as conn:
+        conn.execute(internal_tables_ddl(s.cdc_schema))
+    current = requests.get(f"{base}/config", timeout=30)
+    before = captured_tables(current.json() if current.status_code == 200 else None, s.cdc_schema)
     resp = requests.put(f"{base}/config", json=connector_config(s), timeout=30)
     if resp.status_code not in (200, 201):
         raise StackError(f"Kafka Connect refused the Debezium connector: {resp.status_code} {resp.text[:500]}",
@@ -50,6 +84,13 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
             and all(t["state"] == "RUNNING" for t in tasks)
         ):
             log(f"  connector {CONNECTOR_NAME} running ({len(s.cdc_table_list)} tables)")
+            if before is not None:
+                added = [t for t in s.cdc_table_list if t not in before]
+                removed = [t for t in before if t not in s.cdc_table_list]
+                if added:
+                    request_snapshot(s, added, log=log)
+                mark_captured(s, added, True, log=log)
+                mark_captured(s, removed, False, log=log)
             return
         if state.get("connector", {}).get("state") in ("STOPPED", "PAUSED"):
             log(f"  connector {CONNECTOR_NAME} was {state['connector']['state'].lower()}; resuming it")

@@ -12,6 +12,7 @@ from lakehouse.ingest.exactly_once import MarkedTable
 from lakehouse.ingest.landing import land_topic
 from lakehouse.resources.kafka import KafkaResource
 from lakehouse.resources.lake import LakeResource
+from lakehouse.resources.postgres import PostgresResource
 from lakehouse.settings import LakehouseSettings
 
 RAW_CDC_APP = "lakehouse-raw-cdc"
@@ -32,10 +33,14 @@ def land_changes(kafka: KafkaResource, lake: LakeResource, table: str, log=print
     return land_topic(kafka, target, to_table=to_change_log, log=log)
 
 
-def apply_table(kafka: KafkaResource, lake: LakeResource, table: str, log=print):
+def apply_table(kafka: KafkaResource, lake: LakeResource, table: str, log=print,
+                postgres: PostgresResource | None = None):  # fmt: skip
+    """MERGE one table's new change records into silver, typed by the source table's column types in
+    PostgreSQL's catalog (`postgres`; without it, each column takes its first JSON value's type)."""
     return apply_changes(lake.table_uri("raw", change_log_table(table)), lake.table_uri("silver", table),
                          lake.table_uri("silver", DEAD_LETTERS_TABLE), lake.storage_options,
-                         kafka.cdc_topic(table), log=log)  # fmt: skip
+                         kafka.cdc_topic(table), log=log,
+                         read_catalog=(lambda: postgres.column_types(table)) if postgres else None)  # fmt: skip
 
 
 def run_once(s: LakehouseSettings, log=print) -> int:
@@ -43,11 +48,12 @@ def run_once(s: LakehouseSettings, log=print) -> int:
     kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=s.cdc_topic_prefix,
                           cdc_schema=s.cdc_schema)  # fmt: skip
     lake = LakeResource.from_settings(s)
+    postgres = PostgresResource.from_settings(s)
     landed = 0
     for table in s.cdc_table_list:
         result = land_changes(kafka, lake, table, log=log)
         landed += result.rows if result else 0
-        apply_table(kafka, lake, table, log=log)
+        apply_table(kafka, lake, table, log=log, postgres=postgres)
     return landed
 
 
@@ -67,19 +73,19 @@ def _lsn(text: str) -> int:
 
 
 def wait_for_capture(s: LakehouseSettings, quiet: float = 3.0, timeout: float = 240.0) -> None:
-    """Until Debezium has confirmed PostgreSQL's write-ahead log up to now and its topics stopped growing."""
+    """Until Debezium has confirmed PostgreSQL's write-ahead log up to now and its topics stopped growing.
+
+    The connector's heartbeat (a row it updates every HEARTBEAT_MS, lakehouse/cdc/connector.py) is a
+    change it reads even when no captured table changes, so the slot's confirmed position passes `now`
+    within a few seconds; a TimeoutError says what is behind and why."""
+    from lakehouse.cdc.capture import capture_report
     from lakehouse.cdc.workload import connect
 
     kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=s.cdc_topic_prefix,
                           cdc_schema=s.cdc_schema)  # fmt: skip
     with connect(s) as conn:
-        # A logical-decoding message is a change Debezium must read (it goes to `<prefix>.message`): once
-        # the slot has confirmed it, everything committed before it has been read, even when no captured
-        # table changed since a snapshot (then the slot's position would not move at all).
-        target = _lsn(conn.execute(
-            "SELECT pg_logical_emit_message(true, 'lakehouse.capture-probe', now()::text)::text"
-        ).fetchone()[0])  # fmt: skip
-    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+        target = _lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+    deadline, last, since, confirmed = time.monotonic() + timeout, None, time.monotonic(), 0
     while time.monotonic() < deadline:
         with connect(s) as conn:
             row = conn.execute(
@@ -93,5 +99,9 @@ def wait_for_capture(s: LakehouseSettings, quiet: float = 3.0, timeout: float = 
             last, since = ends, time.monotonic()
         elif confirmed >= target and time.monotonic() - since > quiet:
             return
-        time.sleep(1)
-    raise TimeoutError(f"Debezium did not catch up with PostgreSQL within {timeout:.0f}s (topics: {last})")
+        time.sleep(0.5)
+    behind = (f"the replication slot {SLOT_NAME} has confirmed the log up to {confirmed:X}, {target - confirmed} bytes "
+              f"short of {target:X}" if confirmed < target else f"its topics kept growing ({last})")  # fmt: skip
+    problems = capture_report(s).problems
+    raise TimeoutError(f"Debezium did not catch up with PostgreSQL within {timeout:.0f}s: {behind}"
+                       + (f"; {'; '.join(problems)}" if problems else ""))  # fmt: skip

@@ -6,7 +6,7 @@ import dagster as dg
 from lakehouse.ingest.landing import land_topic, raw_target, recorded_gaps
 from lakehouse.ingest.refine import refine
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
-from lakehouse.resources import KafkaResource, LakeResource
+from lakehouse.resources import KafkaResource, LakeResource, TrinoResource
 
 RAW_APP_ID = "lakehouse-raw"
 # Concurrency pools (limit 1 each: dagster.yaml's `concurrency.pools.default_limit`, written by `lakehouse stack
@@ -38,15 +38,21 @@ class RawEventsConfig(dg.Config):
     ),
 )
 def raw_clickstream_events(
-    context: dg.AssetExecutionContext, config: RawEventsConfig, kafka: KafkaResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    config: RawEventsConfig,
+    kafka: KafkaResource,
+    lake: LakeResource,
+    trino: TrinoResource,
 ) -> dg.MaterializeResult:
     uri = lake.table_uri("raw", "clickstream_events")
     result = land_topic(kafka, raw_target(uri, lake.storage_options, kafka.events_topic, RAW_APP_ID),
                         batch_size=config.batch_size, batch_seconds=config.batch_seconds,
                         log=context.log.info)  # fmt: skip
     table = lake.table("raw", "clickstream_events")
+    trino.register_lake_table(lake, "raw", "clickstream_events")
     return dg.MaterializeResult(
         metadata={
+            "trino_table": trino.qualified(lake, "raw", "clickstream_events"),
             "topic": kafka.events_topic,
             "rows_landed": result.rows,
             "commits": result.commits,
@@ -83,7 +89,9 @@ def raw_clickstream_events(
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="refine_bronze_clickstream",
 )  # fmt: skip
-def bronze_clickstream(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+def bronze_clickstream(
+    context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource
+):
     result = refine(
         lake.table_uri("raw", "clickstream_events"),
         lake.table_uri("bronze", "clickstream_events"),
@@ -91,6 +99,11 @@ def bronze_clickstream(context: dg.AssetExecutionContext, kafka: KafkaResource, 
         lake.storage_options, kafka.events_topic, RAW_APP_ID, log=context.log.info,
         max_new_columns=lake.bronze_max_new_columns,
     )  # fmt: skip
+    for table in (
+        "clickstream_events",
+        "clickstream_dead_letters",
+    ):  # queryable in Trino from the first write
+        trino.register_lake_table(lake, "bronze", table)
     yield dg.MaterializeResult(
         asset_key=BRONZE_KEY,
         metadata={
@@ -99,9 +112,14 @@ def bronze_clickstream(context: dg.AssetExecutionContext, kafka: KafkaResource, 
             "duplicates_dropped": result.duplicates,
             "new_columns": result.new_columns,
             "table_uri": lake.table_uri("bronze", "clickstream_events"),
+            "trino_table": trino.qualified(lake, "bronze", "clickstream_events"),
         },
     )
     yield dg.MaterializeResult(
         asset_key=DEAD_LETTERS_KEY,
-        metadata={"dead_letters": result.dead_letters, "reasons": dict(result.reasons.most_common())},
+        metadata={
+            "dead_letters": result.dead_letters,
+            "reasons": dict(result.reasons.most_common()),
+            "trino_table": trino.qualified(lake, "bronze", "clickstream_dead_letters"),
+        },  # fmt: skip
     )

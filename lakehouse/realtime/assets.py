@@ -12,7 +12,7 @@ from lakehouse.ingest.landing import land_topic, raw_target
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.realtime import flink
 from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotRejected
-from lakehouse.resources import KafkaResource, LakeResource, PinotResource
+from lakehouse.resources import KafkaResource, LakeResource, PinotResource, TrinoResource
 from lakehouse.settings import get_settings
 from lakehouse.stack.errors import StackError
 
@@ -102,7 +102,9 @@ LANDED_OUTPUTS = [*(job.output for job in flink.FLINK_JOBS), flink.REJECTS_OUTPU
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="landing_raw_rt",
 )  # fmt: skip
-def realtime_outputs_landed(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+def realtime_outputs_landed(
+    context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource
+):
     s = get_settings()
     for output in LANDED_OUTPUTS:
         key = landed_key(output)
@@ -116,9 +118,11 @@ def realtime_outputs_landed(context: dg.AssetExecutionContext, kafka: KafkaResou
         uri = lake.table_uri("raw", table)
         result = land_topic(kafka, raw_target(uri, lake.storage_options, topic, LANDING_APP_ID),
                             log=context.log.info)  # fmt: skip
-        yield dg.MaterializeResult(
-            asset_key=key, metadata={"topic": topic, "rows_landed": result.rows, "table_uri": uri}
-        )
+        trino.register_lake_table(lake, "raw", table)
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "topic": topic, "rows_landed": result.rows, "table_uri": uri,
+            "trino_table": trino.qualified(lake, "raw", table),
+        })  # fmt: skip
 
 
 class PinotTableConfig(dg.Config):

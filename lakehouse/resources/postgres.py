@@ -29,3 +29,10 @@ class PostgresResource(dg.ConfigurableResource):
             cur.execute(f'SELECT * FROM "{self.schema_name}"."{table}"')
             names = [d.name for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def column_types(self, table: str) -> dict[str, str]:
+        """{column: PostgreSQL type} of a source table, from the catalog (empty if there is no such table)."""
+        from lakehouse.cdc.source_types import catalog_types
+
+        with self.connect() as conn:
+            return catalog_types(conn, self.schema_name, table)

@@ -44,6 +44,10 @@ def spark_config(s: LakehouseSettings, jars: list[str]) -> dict[str, str]:
         "spark.jars": ",".join(jars),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # The catalog Trino shares: the Hive Metastore (Spark's built-in Hive client speaks its Thrift API)
+        "spark.sql.catalogImplementation": "hive",
+        "spark.hadoop.hive.metastore.uris": s.metastore_uri,
+        "spark.sql.warehouse.dir": f"s3a://{s.bucket}/_warehouse",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint": s.s3_endpoint,

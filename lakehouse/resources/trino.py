@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 import trino
 
 from lakehouse.settings import LakehouseSettings
@@ -60,3 +61,27 @@ class TrinoResource(dg.ConfigurableResource):
             f"table_name => {sql_literal(table)}, table_location => {sql_literal(location)})"
         )
         return True
+
+    def register_lake_table(self, lake, layer: str, table: str) -> bool:
+        """Make a table of the lake queryable in Trino's catalog (the shared metastore), in the schema named
+        after its layer, from its first write on; nothing when it does not exist yet. Trino reads a Delta
+        table's columns from its log, so schema evolution (a new bronze column) shows without a step here.
+        A table with binary columns (raw Kafka keys and values) also gets a view `<table>_text` showing
+        them as text (UTF-8; bytes that are not become U+FFFD). True if newly registered."""
+        delta = lake.table(layer, table)
+        if delta is None:
+            return False
+        schema = lake.schema(layer)
+        new = self.register_delta_table(schema, table, lake.table_uri(layer, table))
+        fields = pa.schema(delta.schema().to_arrow())
+        binary = [f.name for f in fields if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        if binary and (new or not self.table_exists(schema, f"{table}_text")):
+            columns = ", ".join(f'from_utf8("{f.name}") AS "{f.name}"' if f.name in binary else f'"{f.name}"'
+                                for f in fields)  # fmt: skip
+            self.query(f'CREATE OR REPLACE VIEW {self.catalog}."{schema}"."{table}_text" AS '
+                       f'SELECT {columns} FROM {self.catalog}."{schema}"."{table}"')  # fmt: skip
+        return new
+
+    def qualified(self, lake, layer: str, table: str) -> str:
+        """The name a table of the lake has in Trino: `delta.bronze.clickstream_events`."""
+        return f"{self.catalog}.{lake.schema(layer)}.{table}"

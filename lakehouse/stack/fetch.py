@@ -94,14 +94,21 @@ def _sha1(path: Path) -> str:
     return h.hexdigest()
 
 
-def maven_file(group: str, artifact: str, version: str, ext: str, log=print) -> Path:
+def maven_file(
+    group: str, artifact: str, version: str, ext: str, log=print, classifier: str | None = None
+) -> Path:
     """One artifact from Maven Central, verified against its published SHA-1."""
-    path = _local_repo() / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.{ext}"
+    name = f"{artifact}-{version}-{classifier}.{ext}" if classifier else f"{artifact}-{version}.{ext}"
+    path = _local_repo() / group.replace(".", "/") / artifact / version / name
     for attempt in (1, 2):
         if not path.exists():
             log(f"  downloading {path.name} from Maven Central (cached in ~/.m2 afterwards) ...")
             _run_maven(
-                ["dependency:get", f"-Dartifact={group}:{artifact}:{version}:{ext}", "-Dtransitive=false"],
+                [
+                    "dependency:get",
+                    f"-Dartifact={group}:{artifact}:{version}:{ext}{':' + classifier if classifier else ''}",
+                    "-Dtransitive=false",
+                ],  # fmt: skip
                 f"{artifact}-{version}.{ext}",
             )
         if not path.exists():

@@ -10,6 +10,7 @@ import base64
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -87,9 +88,8 @@ def trino_catalog(s: LakehouseSettings) -> tuple[str, dict[str, str]]:
     """The Delta Lake catalog file of the local Trino, and the environment its credentials come from."""
     text = java_properties({
         "connector.name": "delta_lake",
-        "hive.metastore": "file",
-        "hive.metastore.catalog.dir": f"s3://{s.bucket}/_trino_metastore",
-        "hive.metastore.disable-location-checks": "true",
+        "hive.metastore": "thrift",
+        "hive.metastore.uri": s.metastore_uri,
         "delta.register-table-procedure.enabled": "true",
         "delta.enable-non-concurrent-writes": "true",
         "fs.native-s3.enabled": "true",
@@ -405,6 +405,142 @@ class Postgres(Service):
             autocommit=True,
         ) as conn:
             conn.execute(OLTP_SCHEMA.read_text())
+
+
+HIVE_VERSION = "4.0.0"  # 4.0.1 dropped the Thrift calls (get_table) of the Hive client inside Spark
+
+
+def thrift_call(host: str, port: int, method: str, timeout: float = 5.0) -> bytes:
+    """The raw reply of a Thrift call without arguments (binary protocol, unframed), as a health check."""
+    request = struct.pack(">Ii", 0x80010001, len(method)) + method.encode() + struct.pack(">i", 1) + b"\x00"
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(request)
+        return conn.recv(65536)
+
+
+def _xml_configuration(values: dict[str, object]) -> str:
+    from xml.sax.saxutils import escape
+
+    props = "".join(f"  <property><name>{escape(k)}</name><value>{escape(str(v))}</value></property>\n"
+                    for k, v in values.items())  # fmt: skip
+    return f'<?xml version="1.0"?>\n<configuration>\n{props}</configuration>\n'
+
+
+def s3a_properties(s: LakehouseSettings) -> dict[str, str]:
+    """Hadoop's S3A filesystem on the object store, for s3:// and s3a:// paths (metastore and Spark)."""
+    return {
+        "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "fs.s3a.endpoint": s.s3_endpoint,
+        "fs.s3a.endpoint.region": s.s3_region,
+        "fs.s3a.access.key": s.s3_access_key,
+        "fs.s3a.secret.key": s.s3_secret_key,
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": str(s.s3_uses_tls).lower(),
+        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+    }
+
+
+class HiveMetastore(Service):
+    """The Hive Metastore (standalone, Thrift): the one catalog of Trino and Spark, in PostgreSQL."""
+
+    name = "metastore"
+    description = f"Hive Metastore {HIVE_VERSION} (shared catalog, in PostgreSQL)"
+    start_timeout = 180.0
+
+    def ports(self, s):
+        return {s.metastore_port: "Hive Metastore (Thrift)"}
+
+    def url(self, s):
+        return s.metastore_uri
+
+    def _home(self, s, log) -> Path:
+        unpacked = s.cache_dir / f"hive-metastore-{HIVE_VERSION}"
+        if fetch.is_complete(unpacked):
+            return unpacked
+        archive = fetch.maven_file("org.apache.hive", "hive-standalone-metastore-server", HIVE_VERSION, "tar.gz",
+                                   log=log, classifier="bin")  # fmt: skip
+        return fetch.unpacked_tarball(archive, unpacked, log=log)
+
+    def fetch(self, s, log):
+        self._home(s, log)
+        fetch.jar_set("hive-metastore", s.cache_dir, log=log)
+
+    def _database(self, s, log) -> None:
+        """The metastore's own database, owned by the stack's PostgreSQL role."""
+        from psycopg import sql
+
+        postgres = Postgres()
+        if not (postgres.socket_dir(s) / f".s.PGSQL.{s.postgres_port}").exists():
+            return  # PostgreSQL served elsewhere (docker compose): its init script made the database
+        with postgres._connect(s) as conn:
+            if not conn.execute("select 1 from pg_database where datname = %s", (s.metastore_db,)).fetchone():
+                conn.execute(sql.SQL("create database {} owner {}").format(
+                    sql.Identifier(s.metastore_db), sql.Identifier(s.postgres_user)))  # fmt: skip
+                log(f"  created database {s.metastore_db} for the metastore")
+
+    def _schema_ready(self, s) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,
+                                 password=s.postgres_password, dbname=s.metastore_db, connect_timeout=5) as conn:  # fmt: skip
+                return bool(conn.execute("select 1 from information_schema.tables where table_name = 'VERSION'")
+                            .fetchone())  # fmt: skip
+        except psycopg.OperationalError as exc:
+            raise StackError(f"the metastore's database {s.metastore_db} cannot be reached: {str(exc).strip()[:300]}",
+                             fix="`lakehouse stack up postgres` first (it creates the database), or set "
+                                 "LAKEHOUSE_METASTORE_DB to an existing database the role owns") from exc  # fmt: skip
+
+    def prepare(self, s, log):
+        java = default_java()
+        home, hadoop = self._home(s, log), fetch.jar_set("hive-metastore", s.cache_dir, log=log)
+        conf_dir = s.home / "metastore" / "conf"
+        site = conf_dir / "metastore-site.xml"
+        _write(site, _xml_configuration({
+            "javax.jdo.option.ConnectionURL":
+                f"jdbc:postgresql://{s.postgres_host}:{s.postgres_port}/{s.metastore_db}",
+            "javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+            "javax.jdo.option.ConnectionUserName": s.postgres_user,
+            "javax.jdo.option.ConnectionPassword": s.postgres_password,
+            "metastore.thrift.bind.host": "127.0.0.1",
+            "metastore.thrift.port": s.metastore_port,
+            "metastore.warehouse.dir": f"s3a://{s.bucket}/_warehouse",
+            **s3a_properties(s),
+        }))  # fmt: skip
+        site.chmod(0o600)  # it holds the database password and the S3 secret
+        log4j = conf_dir / "log4j2.properties"
+        _write(log4j, (
+            "status = warn\n"
+            "appender.console.type = Console\nappender.console.name = STDOUT\n"
+            "appender.console.layout.type = PatternLayout\n"
+            "appender.console.layout.pattern = %d{HH:mm:ss.SSS} %p [%c{1}] %m%n\n"
+            "rootLogger.level = WARN\nrootLogger.appenderRef.stdout.ref = STDOUT\n"
+            "logger.hms.name = org.apache.hadoop.hive.metastore.HiveMetaStore\nlogger.hms.level = INFO\n"
+        ))  # fmt: skip
+        classpath = f"{conf_dir}:{home}/lib/*:{hadoop}/*"
+        self._database(s, log)
+        if not self._schema_ready(s):
+            log(f"  creating the metastore's schema in PostgreSQL database {s.metastore_db} ...")
+            proc = subprocess.run(
+                [java, "-Xmx256m", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
+                 "org.apache.hadoop.hive.metastore.tools.schematool.MetastoreSchemaTool",
+                 "-initSchema", "-dbType", "postgres"],
+                capture_output=True, text=True, env={**os.environ, "METASTORE_HOME": str(home)},
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise StackError(f"the metastore's schema tool failed: {(proc.stdout + proc.stderr)[-800:]}",
+                                 fix=f"drop database {s.metastore_db} in PostgreSQL and run the command again")  # fmt: skip
+        cmd = java_command(
+            java, s.metastore_heap, log4j, classpath, "org.apache.hadoop.hive.metastore.HiveMetaStore"
+        )
+        return Launch(cmd=cmd, cwd=conf_dir)
+
+    def health(self, s):
+        try:
+            reply = thrift_call(s.metastore_host, s.metastore_port, "get_all_databases")
+        except OSError:
+            return f"Thrift port {s.metastore_port} not answering yet"
+        return None if reply[:4] == b"\x80\x01\x00\x02" else f"unexpected Thrift reply {reply[:40]!r}"
 
 
 class Kafka(Service):
@@ -754,7 +890,16 @@ class Pinot(Service):
         return None
 
 
-SERVICES: list[Service] = [ObjectStore(), Postgres(), Kafka(), Connect(), Trino(), ZooKeeper(), Pinot()]
+SERVICES: list[Service] = [
+    ObjectStore(),
+    Postgres(),
+    HiveMetastore(),
+    Kafka(),
+    Connect(),
+    Trino(),
+    ZooKeeper(),
+    Pinot(),
+]
 
 
 def by_name(name: str) -> Service:

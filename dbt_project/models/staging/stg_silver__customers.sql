@@ -1,7 +1,8 @@
--- Customers as they are now, without PII: no email, phone or name reaches gold.
+-- Customers as they are now, without PII: no email, phone or name reaches gold. Silver is typed
+-- from PostgreSQL's own column types, so nothing is cast here.
 select
-    cast(customer_id as bigint) as customer_id,
+    customer_id,
     country,
-    from_iso8601_timestamp(created_at) as signed_up_at
+    created_at as signed_up_at
 from {{ source('silver', 'customers') }}
 where not _cdc_deleted

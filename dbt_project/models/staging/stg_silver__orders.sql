@@ -1,10 +1,10 @@
--- Orders as they are now in PostgreSQL (deleted ones left out), typed.
+-- Orders as they are now in PostgreSQL (deleted ones left out); silver carries the source's types.
 select
-    cast(order_id as bigint) as order_id,
-    cast(customer_id as bigint) as customer_id,
+    order_id,
+    customer_id,
     status,
-    cast(total as decimal(12, 2)) as total,
-    from_iso8601_timestamp(created_at) as created_at,
-    cast(from_iso8601_timestamp(created_at) as date) as order_date
+    total,
+    created_at,
+    cast(created_at as date) as order_date
 from {{ source('silver', 'orders') }}
 where not _cdc_deleted

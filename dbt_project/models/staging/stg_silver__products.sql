@@ -1,9 +1,9 @@
--- The product catalogue as it is now, typed.
+-- The product catalogue as it is now (silver carries the source's types).
 select
-    cast(product_id as bigint) as product_id,
-    cast(merchant_id as bigint) as merchant_id,
+    product_id,
+    merchant_id,
     title,
     category,
-    cast(price as decimal(12, 2)) as price
+    price
 from {{ source('silver', 'products') }}
 where not _cdc_deleted

@@ -1,0 +1,137 @@
+"""Typed silver from PostgreSQL's column types (pure logic): every value Debezium can send for a column
+either becomes exactly its silver value or a ValueError with the reason (a dead letter), never anything
+else; a source type change widens silver's column or is refused."""
+
+import base64
+import struct
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakehouse.cdc.source_types import SourceTypes, arrow_type, decode, fit, typed_column, widens
+
+PG_TYPES = ["smallint", "integer", "bigint", "real", "double precision", "boolean", "numeric(12,2)",
+            "numeric(38,10)", "numeric", "text", "character varying(20)", "uuid", "jsonb", "enum", "bytea", "date",
+            "timestamp without time zone", "timestamp(3) without time zone", "timestamp with time zone",
+            "time without time zone", "time with time zone", "interval", "integer[]", "text[]", "numeric(5,2)[]"]  # fmt: skip
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    | st.sampled_from([1e300, -3.5e38, 2**63, -(2**63) - 1, "1e400", "NaN", "Infinity", "", "00:00"])
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_any_json_value_is_a_silver_value_or_a_reason(value):
+    for pg in PG_TYPES:
+        check_value(pg, value)
+
+
+def check_value(pg, value):
+    try:
+        decoded = decode("c", pg, value)
+    except ValueError as exc:
+        assert "c" in str(exc)
+        return
+    column = arrow_type(pg)
+    # whatever decode accepts, Arrow stores in the column unchanged (it would truncate rather than refuse)
+    stored = pa.array([decoded], type=column).to_pylist()[0]
+    if decoded is None:
+        assert stored is None
+    elif pa.types.is_decimal(column):
+        assert stored == decoded
+    elif pa.types.is_timestamp(column):
+        expected = datetime(1970, 1, 1, tzinfo=UTC if column.tz else None) + timedelta(microseconds=decoded)
+        assert stored == expected
+    elif column == pa.date32():
+        assert stored == date(1970, 1, 1) + timedelta(days=decoded)
+    elif column == pa.float32():  # a real is a float32: Debezium's JSON double of it rounds back to it
+        assert stored == struct.unpack("f", struct.pack("f", decoded))[0]
+    else:
+        assert stored == decoded
+
+
+@pytest.mark.parametrize(
+    ("pg", "value", "expected"),
+    [
+        ("numeric(12,2)", "299.70", Decimal("299.70")),
+        ("numeric(12,2)", "5", Decimal("5.00")),
+        ("numeric", "123456789012345678901234567890.123456789", "123456789012345678901234567890.123456789"),
+        ("timestamp with time zone", "2026-11-27T10:00:00.123456Z", 1795773600123456),
+        ("timestamp without time zone", 1795773600123456, 1795773600123456),
+        ("timestamp(3) without time zone", 1795773600123, 1795773600123000),
+        ("date", 20419, 20419),
+        ("time without time zone", 3723000001, "01:02:03.000001"),
+        ("time without time zone", 3723000000, "01:02:03"),
+        ("bytea", base64.b64encode(b"\x00\xff").decode(), b"\x00\xff"),
+        ("integer[]", [1, None, 3], [1, None, 3]),
+        ("jsonb", '{"a": 1}', '{"a": 1}'),
+        ("uuid", "0b9d6c1e-6c3a-4d8e-9f00-6f1f0c1f2a3b", "0b9d6c1e-6c3a-4d8e-9f00-6f1f0c1f2a3b"),
+        ("interval", 31557600000000, 31557600000000),
+    ],
+)
+def test_debezium_values_become_their_types(pg, value, expected):
+    assert decode("c", pg, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("pg", "value", "reason"),
+    [
+        ("numeric(12,2)", "1.005", "more than 2 decimal places"),
+        ("numeric(4,2)", "123.45", "more digits"),
+        ("integer", 2**31, "out of range"),
+        ("smallint", True, "smallint"),
+        ("bytea", "not base64!", "not base64"),
+        ("timestamp with time zone", "2026-11-27T10:00:00", "no time zone"),
+        ("date", "2026-11-27", "days since 1970"),
+        ("real", 1e300, "beyond its range"),
+    ],
+)
+def test_values_that_do_not_fit_say_why(pg, value, reason):
+    with pytest.raises(ValueError, match=reason):
+        decode("c", pg, value)
+
+
+def test_widening_rules():
+    assert widens(pa.int32(), pa.int64()) and not widens(pa.int64(), pa.int32())
+    assert widens(pa.decimal128(10, 2), pa.decimal128(12, 2))
+    assert widens(pa.decimal128(10, 2), pa.decimal128(12, 4))
+    assert not widens(pa.decimal128(12, 2), pa.decimal128(12, 4))  # fewer digits before the point
+    assert not widens(pa.int64(), pa.string()) and not widens(pa.string(), pa.int64())
+    assert widens(pa.list_(pa.int32()), pa.list_(pa.int64()))
+
+
+def test_a_column_widens_with_its_source_and_a_narrower_value_fits_the_wider_column():
+    image = {"n": 5}
+    assert typed_column("n", "bigint", pa.int32(), 5, image) == pa.int64()
+    image = {"n": 5}
+    assert typed_column("n", "integer", pa.int64(), 5, image) == pa.int64()  # an old change, before the ALTER
+    image = {"p": Decimal("1.50")}
+    assert typed_column("p", "numeric(14,4)", pa.decimal128(12, 2), Decimal("1.5"), image) == pa.decimal128(14, 4)
+    assert image["p"] == Decimal("1.5000")
+    with pytest.raises(ValueError, match="not a widening"):
+        typed_column("n", "text", pa.int64(), "five", {"n": "five"})
+    assert fit("n", 5, pa.decimal128(12, 2)) == Decimal("5.00")
+
+
+def test_a_changed_source_type_is_read_from_the_catalog_only_when_needed():
+    reads = []
+
+    def catalog():
+        reads.append(1)
+        return {"n": "bigint", "new": "date"}
+
+    types = SourceTypes({"n": "integer"}, catalog)
+    assert types.resolve("n", 7) == ("integer", 7) and not reads
+    assert types.resolve("n", 2**40) == ("bigint", 2**40) and len(reads) == 1  # the ALTER to bigint
+    assert types.resolve("new", 3) == ("date", 3)
+    assert types.resolve("gone", "x") == (None, "x")  # dropped since: typed from its JSON value
+    assert len(reads) == 1
