@@ -20,7 +20,10 @@ PG_TYPES = ["smallint", "integer", "bigint", "real", "double precision", "boolea
             "time without time zone", "time with time zone", "interval", "integer[]", "text[]", "numeric(5,2)[]"]  # fmt: skip
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.sampled_from([1e300, -3.5e38, 2**63, -(2**63) - 1, "1e400", "NaN", "Infinity", "", "00:00"])
     | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
@@ -115,7 +118,9 @@ def test_a_column_widens_with_its_source_and_a_narrower_value_fits_the_wider_col
     image = {"n": 5}
     assert typed_column("n", "integer", pa.int64(), 5, image) == pa.int64()  # an old change, before the ALTER
     image = {"p": Decimal("1.50")}
-    assert typed_column("p", "numeric(14,4)", pa.decimal128(12, 2), Decimal("1.5"), image) == pa.decimal128(14, 4)
+    assert typed_column("p", "numeric(14,4)", pa.decimal128(12, 2), Decimal("1.5"), image) == pa.decimal128(
+        14, 4
+    )
     assert image["p"] == Decimal("1.5000")
     with pytest.raises(ValueError, match="not a widening"):
         typed_column("n", "text", pa.int64(), "five", {"n": "five"})

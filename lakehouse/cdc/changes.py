@@ -51,7 +51,9 @@ def parse_change(value: bytes | None) -> dict:
         op = change.get("op") if isinstance(change, dict) else None
         raise ValueError(f"not a Debezium change record (op={str(op)[:40]!r})")
     source = change.get("source")
-    incremental_read = change["op"] == "r" and isinstance(source, dict) and source.get("snapshot") == "incremental"
+    incremental_read = (
+        change["op"] == "r" and isinstance(source, dict) and source.get("snapshot") == "incremental"
+    )
     if not isinstance(source, dict) or (source.get("lsn") is None and not incremental_read):
         raise ValueError("change record without source.lsn")  # only an incremental snapshot's reads have none
     image = "before" if change["op"] == "d" else "after"

@@ -123,7 +123,9 @@ def decode(name: str, pg: str, value):
                 f"{name} is a date but the change holds {_show(value)} (days since 1970 expected)"
             )
         if not FIRST_DAY <= value <= LAST_DAY:
-            raise ValueError(f"{name} is a date outside the years 1 to 9999 (days since 1970: {_show(value)})")
+            raise ValueError(
+                f"{name} is a date outside the years 1 to 9999 (days since 1970: {_show(value)})"
+            )
         return value
     if column == pa.binary():
         if not isinstance(value, str):
