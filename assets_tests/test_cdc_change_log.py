@@ -6,6 +6,7 @@ the rows that are in PostgreSQL, and silver holds them too: the same keys, delet
 every column of every captured table equal, whatever its type (see RULES).
 """
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,26 +33,27 @@ KEYS = {"customers": ("customer_id",), "merchants": ("merchant_id",), "products"
 # --- comparing a captured value with PostgreSQL's --------------------------------------------------
 #
 # How a value of each PostgreSQL type reaches the change log (lakehouse/cdc/connector.json: Debezium's JSON
-# converter without schemas, decimal.handling.mode=string, time.precision.mode=connect) and silver (which
-# types a column by its first JSON value: lakehouse/cdc/apply.py), and the normal form both sides are
-# compared in:
+# converter without schemas, decimal.handling.mode=string, time.precision.mode=adaptive_time_microseconds)
+# and silver (typed from PostgreSQL's catalog: lakehouse/cdc/source_types.py), and the normal form both
+# sides are compared in:
 #
-#   PostgreSQL type        change log (JSON)               silver today   compared as
-#   int2, int4, int8       number                          int64          int
-#   numeric                text, "12.50"                   string         Decimal (by value: 12.5 == 12.50)
-#   float4, float8         number                          float64        float
-#   bool                   true / false                    bool           bool
-#   text, varchar, bpchar  text                            string         str
-#   uuid                   text                            string         UUID
-#   json, jsonb            JSON text                       string         the parsed JSON
-#   timestamptz            ISO-8601 text in UTC, "...Z"    string         aware datetime, to the microsecond
-#   timestamp              epoch milliseconds              int64          naive datetime, to the millisecond
-#   date                   days since 1970-01-01           int64          date
-#   time                   milliseconds since midnight     int64          time, to the millisecond
+#   PostgreSQL type        change log (JSON)               silver          compared as
+#   int2, int4, int8       number                          int16/32/64     int
+#   numeric(p,s)           text, "12.50"                   decimal(p,s)    Decimal (by value: 12.5 == 12.50)
+#   float4, float8         number                          float32/64      float
+#   bool                   true / false                    bool            bool
+#   text, varchar, bpchar  text                            string          str
+#   uuid                   text                            string          UUID
+#   json, jsonb            JSON text                       string          the parsed JSON
+#   timestamptz            ISO-8601 text in UTC, "...Z"    timestamp UTC   aware datetime, to the microsecond
+#   timestamp              epoch microseconds              timestamp_ntz   naive datetime, to the microsecond
+#   date                   days since 1970-01-01           date            date
+#   time                   microseconds since midnight     string (ISO)    time, to the microsecond
+#   bytea                  base64 text                     binary          bytes
+#   arrays (_int4, ...)    JSON array                      list            list
 #
-# Silver also passes if it comes to store a type natively (Decimal, datetime, date, time), but never in a
-# lossy or unexpected form (a float for a numeric, text for an integer): that is a difference. A column of
-# a type missing here fails the comparison until its rule is added.
+# A value in a lossy or unexpected form (a float for a numeric, text for an integer) is a difference. A
+# column of a type missing here fails the comparison until its rule is added.
 
 EPOCH = datetime(1970, 1, 1)
 
@@ -92,9 +94,12 @@ RULES: dict[str, Rule] = {
     "uuid": Rule(_same, {str: UUID, UUID: _same}),
     "json": Rule(_same, {str: json.loads}), "jsonb": Rule(_same, {str: json.loads}),
     "timestamptz": Rule(lambda v: v.astimezone(UTC), {str: _utc_text, datetime: lambda v: v.astimezone(UTC)}),
-    "timestamp": Rule(_ms_datetime, {int: lambda v: EPOCH + timedelta(milliseconds=v), datetime: _ms_datetime}),
+    "timestamp": Rule(_same, {int: lambda v: EPOCH + timedelta(microseconds=v), datetime: _same}),
     "date": Rule(_same, {int: lambda v: EPOCH.date() + timedelta(days=v), date: _same}),
-    "time": Rule(_ms_time, {int: lambda v: (EPOCH + timedelta(milliseconds=v)).time(), time: _ms_time}),
+    "time": Rule(_same, {int: lambda v: (EPOCH + timedelta(microseconds=v)).time(), str: time.fromisoformat,
+                         time: _same}),
+    "bytea": Rule(bytes, {str: base64.b64decode, bytes: _same}),
+    "_int4": Rule(_same, {list: _same}), "_text": Rule(_same, {list: _same}),
 }  # fmt: skip
 
 

@@ -96,6 +96,8 @@ def test_debezium_values_become_their_types(pg, value, expected):
         ("timestamp with time zone", "2026-11-27T10:00:00", "no time zone"),
         ("date", "2026-11-27", "days since 1970"),
         ("real", 1e300, "beyond its range"),
+        ("text", 6, "text expected"),  # text -> integer in PostgreSQL: never made "6" silently
+        ("uuid", {"a": 1}, "text expected"),
     ],
 )
 def test_values_that_do_not_fit_say_why(pg, value, reason):

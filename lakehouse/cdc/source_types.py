@@ -37,6 +37,10 @@ FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31 in days s
 MAX_DECIMAL_DIGITS = 38
 _NUMERIC = re.compile(r"numeric\((\d+),(\d+)\)")
 _TIMESTAMP = re.compile(r"timestamp(?:\((\d)\))? (with|without) time zone")
+_TEXTUAL = re.compile(
+    r"text|character varying(\(\d+\))?|character(\(\d+\))?|uuid|enum|citext|name|xml|inet|cidr|macaddr|json|jsonb"
+    r"|time(\(\d\))? with time zone"
+)
 _TIME = re.compile(r"time(?:\((\d)\))? (with|without) time zone")
 
 # The catalog query: each column's type as `format_type` shows it, with `enum` for enum types (whose
@@ -141,9 +145,9 @@ def decode(name: str, pg: str, value):
         return _time_text(value)
     if isinstance(value, str):
         return value
-    if _NUMERIC.fullmatch(pg) or pg in ("numeric", "money") or pg.startswith("numeric("):
-        raise ValueError(f"{name} is {pg} but the change holds {_show(value)} (exact text expected)")
-    return strict_json.dumps(value)  # a JSON document (json, jsonb) or a composite value: its text
+    if _TEXTUAL.fullmatch(pg) or pg.startswith("numeric") or pg == "money":
+        raise ValueError(f"{name} is {pg} but the change holds {_show(value)} (text expected)")
+    return strict_json.dumps(value)  # a type Debezium sends as a structure (a geometry, say): its JSON text
 
 
 def fit(name: str, value, column: pa.DataType):

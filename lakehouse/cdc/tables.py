@@ -13,6 +13,7 @@ configured, a table added later snapshotted alone, a removed one marked as no lo
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 from lakehouse.settings import LakehouseSettings
@@ -74,12 +75,29 @@ def captured_tables(config: dict | None, schema: str) -> list[str] | None:
     ]
 
 
-def request_snapshot(s: LakehouseSettings, tables: list[str], log=print) -> str:
-    """Ask Debezium for an incremental snapshot of these tables only (a row in its signal table)."""
-    from lakehouse.cdc.connector import SIGNAL_TABLE
+def request_snapshot(s: LakehouseSettings, tables: list[str], log=print, timeout: float = 120.0) -> str:
+    """Ask Debezium for an incremental snapshot of these tables only (a row in its signal table).
+
+    Only once Debezium's publication has the tables: the task that started with the new configuration
+    adds them when it starts, and a signal read by the task still running the old configuration would
+    be dropped (it does not know the tables)."""
+    from lakehouse.cdc.connector import SIGNAL_TABLE, SLOT_NAME
     from lakehouse.cdc.workload import connect
 
-    signal_id = f"lakehouse-{uuid.uuid4()}"
+    deadline = time.monotonic() + timeout
+    while True:
+        with connect(s) as conn:
+            published = {r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s",
+                (SLOT_NAME, s.cdc_schema)).fetchall()}  # fmt: skip
+        if set(tables) <= published:
+            break
+        if time.monotonic() > deadline:
+            raise StackError(f"Debezium did not add {', '.join(sorted(set(tables) - published))} to its publication "
+                             f"{SLOT_NAME} within {timeout:.0f}s, so they cannot be snapshotted",
+                             fix="read `lakehouse stack logs connect`, then run `lakehouse stack up` again")  # fmt: skip
+        time.sleep(0.5)
+    signal_id = f"lh-{uuid.uuid4()}"  # the id column holds 42 characters
     data = json.dumps({"data-collections": [f"{s.cdc_schema}.{t}" for t in tables], "type": "incremental"})
     with connect(s) as conn:
         conn.execute(f'INSERT INTO "{s.cdc_schema}".{SIGNAL_TABLE} (id, type, data) VALUES (%s, %s, %s)',

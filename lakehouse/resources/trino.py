@@ -9,6 +9,7 @@ import pyarrow as pa
 import trino
 
 from lakehouse.settings import LakehouseSettings
+from lakehouse.stack.errors import StackError
 
 
 def sql_literal(value: str) -> str:
@@ -34,6 +35,12 @@ class TrinoResource(dg.ConfigurableResource):
             cur = conn.cursor()
             cur.execute(sql, params)
             return [tuple(row) for row in cur.fetchall()]
+        except trino.exceptions.TrinoQueryError as exc:
+            if exc.error_name == "HIVE_METASTORE_ERROR":  # the catalog itself is down, not the query wrong
+                raise StackError(f"the Hive Metastore (the catalog of Trino's {self.catalog} tables) does not "
+                                 f"answer: {exc.message}",
+                                 fix="`lakehouse stack up metastore`, then `lakehouse stack logs metastore`") from exc  # fmt: skip
+            raise
         finally:
             conn.close()
 
