@@ -5,8 +5,11 @@
    notes when each probe shows up in silver. Reports p50 and p95 of commit-to-visible seconds.
 2. Throughput: 100,000 changed rows (half updates, half inserts) MERGEd by key into a 1,000,000-row
    Delta table on the object store, against a plain append of the same rows, in the same run.
-Figures line: `cdc_p50_s=.. cdc_p95_s=.. merge_rows_per_s=.. append_rows_per_s=..`; then
-`leftover_processes=0` (_cleanup.py).
+3. Snapshot: a new 1,000,000-row table added to the capture by configuration (an incremental snapshot
+   of it alone), from the signal to every row in typed silver, against `COPY ... TO STDOUT` of the same
+   table in the same run (the fastest a client can read it).
+Figures line: `cdc_p50_s=.. cdc_p95_s=.. merge_rows_per_s=.. append_rows_per_s=.. snapshot_rows_per_s=..
+copy_rows_per_s=.. snapshot_ratio=..`; then `leftover_processes=0` (_cleanup.py).
 """
 
 import argparse
@@ -43,11 +46,11 @@ def latency(s, seconds: float, rate: float) -> list[float]:
 
     def probes():
         with connect(s) as conn:
-            start = conn.execute("SELECT coalesce(max(merchant_id), %s) FROM marketplace.merchants WHERE merchant_id >= %s",
+            start = conn.execute("SELECT coalesce(max(merchant_id), %s) FROM merchants WHERE merchant_id >= %s",
                                  (PROBE_BASE, PROBE_BASE)).fetchone()[0] + 1  # fmt: skip
             i = start
             while not stop.is_set():
-                conn.execute("INSERT INTO marketplace.merchants (merchant_id, name, country) VALUES (%s, 'probe', 'DE')",
+                conn.execute("INSERT INTO merchants (merchant_id, name, country) VALUES (%s, 'probe', 'DE')",
                              (i,))  # fmt: skip
                 conn.commit()
                 committed[i] = time.time()
@@ -107,12 +110,92 @@ def merge_throughput(s, rows: int, changes: int) -> tuple[float, float]:
     return changes / merge_s, changes / append_s
 
 
+def snapshot_throughput(s, rows: int) -> tuple[float, float]:
+    """(rows/s from the snapshot signal to all rows in typed silver, rows/s of COPY TO STDOUT of the table)."""
+    import os
+
+    from lakehouse.cdc.apply import current_state
+    from lakehouse.cdc.connector import ensure_connector
+    from lakehouse.cdc.pipeline import apply_table, land_changes
+    from lakehouse.resources import build_resources
+
+    table = f"bench_snapshot_{time.time_ns()}"
+    with connect(s) as conn:
+        conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, status text, "
+                     "placed_at timestamptz NOT NULL, quantity integer)")  # fmt: skip
+        conn.execute(f"INSERT INTO {table} SELECT g, (g % 100000) / 100.0, 'placed', now() - g * interval '1 s', "
+                     f"g % 7 FROM generate_series(1, {rows}) g")  # fmt: skip
+        conn.commit()
+        start, copied = time.perf_counter(), 0
+        with conn.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+            for block in copy:
+                copied += bytes(block).count(b"\n")
+        copy_s = time.perf_counter() - start
+    assert copied == rows, (copied, rows)
+    # the lake side in a prefix of its own, removed afterwards; the capture configured as a user would
+    added = s.model_copy(
+        update={"schema_prefix": f"bench{time.time_ns()}_", "cdc_tables": f"{s.cdc_tables},{table}"}
+    )
+    resources = build_resources(added)
+    kafka, lake, postgres = resources["kafka"], resources["lake"], resources["postgres"]
+    os.environ["LAKEHOUSE_CDC_TABLES"] = added.cdc_tables
+    try:
+        ensure_connector(added, log=lambda m: print(m, flush=True))
+        start, done, last = time.perf_counter(), 0, time.monotonic()
+        while done < rows:
+            land_changes(kafka, lake, table, log=lambda _: None)
+            apply_table(kafka, lake, table, log=lambda _: None, postgres=postgres)
+            silver = lake.table("silver", table)
+            done = current_state(silver).num_rows if silver is not None else 0
+            if time.monotonic() - last > 10:
+                print(
+                    f"  {done:,}/{rows:,} rows in silver after {time.perf_counter() - start:.0f} s",
+                    flush=True,
+                )
+                last = time.monotonic()
+            if time.perf_counter() - start > 1800:
+                raise TimeoutError(
+                    f"the snapshot of {table} did not reach silver within 30 minutes ({done} rows)"
+                )
+        snapshot_s = time.perf_counter() - start
+        schema = {f.name: str(f.type) for f in pa.schema(silver.schema().to_arrow())}
+        assert schema["amount"] == "decimal128(12, 2)" and schema["placed_at"].startswith("timestamp"), schema
+    finally:
+        os.environ.pop("LAKEHOUSE_CDC_TABLES", None)
+        ensure_connector(s, log=lambda _: None)
+        with connect(s) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.commit()
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        for future in admin.delete_topics([s.cdc_topic(table)]).values():
+            future.exception()  # gone, or never created
+        remove_prefix(s, added.schema_prefix)
+    return rows / snapshot_s, rows / copy_s
+
+
+def remove_prefix(s, prefix: str) -> None:
+    """Delete the benchmark's tables from the object store (every key under s3://<bucket>/<prefix>)."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s.s3_endpoint, region_name=s.s3_region,
+                          aws_access_key_id=s.s3_access_key, aws_secret_access_key=s.s3_secret_key)  # fmt: skip
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=s.bucket, Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=s.bucket, Delete={"Objects": keys})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the latency measurement runs")
     parser.add_argument("--rate", type=float, default=20.0, help="workload transactions per second")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--changes", type=int, default=100_000)
+    parser.add_argument(
+        "--snapshot-rows", type=int, default=1_000_000, help="rows of the table added to the capture"
+    )
     args = parser.parse_args()
     s = get_settings()
     # No namespace of its own and no subprocess: the teardown handles SIGTERM/SIGINT, stops any
@@ -140,7 +223,14 @@ def benchmark(args, s) -> None:
         f"  MERGE {merge_rps:,.0f} rows/s, append {append_rps:,.0f} rows/s (ratio {merge_rps / append_rps:.2f})"
     )
     print(
-        f"cdc_p50_s={p50:.2f} cdc_p95_s={p95:.2f} merge_rows_per_s={merge_rps:.0f} append_rows_per_s={append_rps:.0f}"
+        f"snapshot: a new {args.snapshot_rows:,}-row table added to the capture, to typed silver ...",
+        flush=True,
+    )
+    snap_rps, copy_rps = snapshot_throughput(s, args.snapshot_rows)
+    print(f"  snapshot {snap_rps:,.0f} rows/s, COPY TO STDOUT {copy_rps:,.0f} rows/s", flush=True)
+    print(
+        f"cdc_p50_s={p50:.2f} cdc_p95_s={p95:.2f} merge_rows_per_s={merge_rps:.0f} append_rows_per_s={append_rps:.0f} "
+        f"snapshot_rows_per_s={snap_rps:.0f} copy_rows_per_s={copy_rps:.0f} snapshot_ratio={snap_rps / copy_rps:.3f}"
     )
 
 

@@ -450,11 +450,11 @@ def main() -> int:
         base = 8_000_000_000 + int(time.time()) % 1_000_000 * 100
         with psycopg.connect(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,
                              password=s.postgres_password, dbname=s.postgres_db, autocommit=True) as conn:  # fmt: skip
-            customer = conn.execute("SELECT min(customer_id) FROM marketplace.customers").fetchone()[0]
+            customer = conn.execute("SELECT min(customer_id) FROM customers").fetchone()[0]
             for i in range(args.samples):
                 order_id = base + i
                 t0 = time.perf_counter()
-                conn.execute("INSERT INTO marketplace.orders (order_id, customer_id, merchant_id, status, total) "
+                conn.execute("INSERT INTO orders (order_id, customer_id, merchant_id, status, total) "
                              "VALUES (%s, %s, 1, 'placed', 1)", (order_id, customer))  # fmt: skip
                 seen = wait_for(lambda oid=order_id: count(orders_table, f"WHERE order_id = {oid}") == 1, 60)
                 committed.append(time.perf_counter() - t0 if seen is not None else float("inf"))

@@ -178,8 +178,9 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     print(f"  Dagster UI    make ui  ->  http://127.0.0.1:{s.dagster_port}")
     print(f"  dbt docs      make docs  ->  http://127.0.0.1:{s.docs_port}  (built at {s.docs_dir})")
     print(f"  Pinot         {s.pinot_controller_url}  (query console; broker {s.pinot_broker_url})")
-    print(f"  Trino         http://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog}, "
-          f"schemas {s.schema('silver')}, {s.schema('gold')})")  # fmt: skip
+    layers = ", ".join(s.schema(layer) for layer in ("raw", "bronze", "silver", "gold"))
+    print(f"  Trino         http://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog} in the Hive "
+          f"Metastore at {s.metastore_uri}, schemas {layers})")  # fmt: skip
     print(f"  Object store  {s.s3_endpoint}  (bucket {s.bucket})")
     # Raw keeps every message; the checks of this run proved each is a bronze event, a dead letter
     # or a repeated delivery. From bronze on, every layer must hold every event.

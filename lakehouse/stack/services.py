@@ -393,17 +393,18 @@ class Postgres(Service):
                     )
                 )
                 log(f"  created database {s.postgres_db} owned by {s.postgres_user}")
-        # The marketplace's OLTP schema, created as its owner (Debezium's publication needs ownership).
-        import psycopg
+        self._apply_oltp_schema(s, host=str(self.socket_dir(s)))
 
-        with psycopg.connect(
-            host=str(self.socket_dir(s)),
-            port=s.postgres_port,
-            user=s.postgres_user,
-            password=s.postgres_password,
-            dbname=s.postgres_db,
-            autocommit=True,
-        ) as conn:
+    def _apply_oltp_schema(self, s, host: str | None = None) -> None:
+        """The marketplace's OLTP tables in LAKEHOUSE_CDC_SCHEMA, created as their owner (Debezium's
+        publication needs ownership)."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(host=host or s.postgres_host, port=s.postgres_port, user=s.postgres_user,
+                             password=s.postgres_password, dbname=s.postgres_db, autocommit=True) as conn:  # fmt: skip
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(s.cdc_schema)))
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(s.cdc_schema)))
             conn.execute(OLTP_SCHEMA.read_text())
 
 
