@@ -10,7 +10,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from uuid import UUID
 
@@ -33,7 +33,7 @@ KEYS = {"customers": ("customer_id",), "merchants": ("merchant_id",), "products"
 # --- comparing a captured value with PostgreSQL's --------------------------------------------------
 #
 # How a value of each PostgreSQL type reaches the change log (lakehouse/cdc/connector.json: Debezium's JSON
-# converter without schemas, decimal.handling.mode=string, time.precision.mode=adaptive_time_microseconds)
+# converter without schemas, decimal.handling.mode=string, time.precision.mode=isostring)
 # and silver (typed from PostgreSQL's catalog: lakehouse/cdc/source_types.py), and the normal form both
 # sides are compared in:
 #
@@ -46,9 +46,9 @@ KEYS = {"customers": ("customer_id",), "merchants": ("merchant_id",), "products"
 #   uuid                   text                            string          UUID
 #   json, jsonb            JSON text                       string          the parsed JSON
 #   timestamptz            ISO-8601 text in UTC, "...Z"    timestamp UTC   aware datetime, to the microsecond
-#   timestamp              epoch microseconds              timestamp_ntz   naive datetime, to the microsecond
-#   date                   days since 1970-01-01           date            date
-#   time                   microseconds since midnight     string (ISO)    time, to the microsecond
+#   timestamp              ISO-8601 text, "...Z"           timestamp_ntz   naive datetime, to the microsecond
+#   date                   ISO-8601 text, "2026-11-27Z"    date            date
+#   time                   ISO-8601 text, "04:05:11.789Z"  string (ISO)    time, to the microsecond
 #   bytea                  base64 text                     binary          bytes
 #   arrays (_int4, ...)    JSON array                      list            list
 #
@@ -94,10 +94,9 @@ RULES: dict[str, Rule] = {
     "uuid": Rule(_same, {str: UUID, UUID: _same}),
     "json": Rule(_same, {str: json.loads}), "jsonb": Rule(_same, {str: json.loads}),
     "timestamptz": Rule(lambda v: v.astimezone(UTC), {str: _utc_text, datetime: lambda v: v.astimezone(UTC)}),
-    "timestamp": Rule(_same, {int: lambda v: EPOCH + timedelta(microseconds=v), datetime: _same}),
-    "date": Rule(_same, {int: lambda v: EPOCH.date() + timedelta(days=v), date: _same}),
-    "time": Rule(_same, {int: lambda v: (EPOCH + timedelta(microseconds=v)).time(), str: time.fromisoformat,
-                         time: _same}),
+    "timestamp": Rule(_same, {str: lambda v: datetime.fromisoformat(v).replace(tzinfo=None), datetime: _same}),
+    "date": Rule(_same, {str: lambda v: date.fromisoformat(v.removesuffix("Z")), date: _same}),
+    "time": Rule(_same, {str: lambda v: time.fromisoformat(v.removesuffix("Z")), time: _same}),
     "bytea": Rule(bytes, {str: base64.b64decode, bytes: _same}),
     "_int4": Rule(_same, {list: _same}), "_text": Rule(_same, {list: _same}),
 }  # fmt: skip

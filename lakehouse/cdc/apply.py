@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +39,7 @@ from lakehouse.ingest.delta_sink import landed_partitions, open_table
 from lakehouse.ingest.exactly_once import MarkedTable, commit_in_order, keep_from
 
 SILVER_CDC_APP = "lakehouse-silver-cdc"
+EPOCH = datetime(1970, 1, 1)
 CDC_DEAD_LETTER_APP = "lakehouse-cdc-dead-letters"
 META_COLUMNS = [("_cdc_lsn", pa.int64()), ("_cdc_op", pa.string()), ("_cdc_deleted", pa.bool_()),
                 ("_cdc_source_ts", pa.timestamp("ms", tz="UTC"))]  # fmt: skip
@@ -111,6 +113,7 @@ def validate_changes(
     silver_types = {f.name: f.type for f in existing} if existing is not None else {}
     types = dict(silver_types)  # silver's columns, then the new ones this batch adds
     usable, dead, widen = [], [], {}
+    checked_names: set[tuple] = set()  # column name sets already found usable (most changes share one)
     decided = decided or {}
     order = sorted(
         changes, key=lambda c: (c["offset"] >= decided.get(c["partition"], 0), change_lsn(c), c["offset"])
@@ -130,7 +133,10 @@ def validate_changes(
                     )
             if key_columns is not None and list(key) != key_columns:
                 raise ValueError(f"key columns {list(key)} differ from the table's {key_columns}")
-            check_column_names(image, types)
+            names = tuple(image)
+            if names not in checked_names:
+                check_column_names(image, types)
+                checked_names.add(names)
             found_types, found_pg = {}, {}
             for name, value in list(image.items()):
                 pg, value = source.resolve(name, value) if source is not None else (None, value)
@@ -197,7 +203,7 @@ SNAPSHOT_ENDS = {"last", "last_in_data_collection"}
 
 
 def snapshot_sweep(change_log: DeltaTable, silver: DeltaTable | None, changes: list[dict], key_columns: list[str],
-                   newest: list[dict]) -> list[dict]:  # fmt: skip
+                   newest: list[dict], source: SourceTypes | None = None) -> list[dict]:  # fmt: skip
     """After a table's snapshot completed: turn this batch's older changes of rows the snapshot no longer
     has into deletes (in place), and return delete markers for such rows already in silver."""
     markers: list[dict] = []
@@ -207,17 +213,22 @@ def snapshot_sweep(change_log: DeltaTable, silver: DeltaTable | None, changes: l
     )
     if not ends or not key_columns:
         return markers
+    # One form for every key: the values as the batch's rows hold them (typed ones decoded, silver's read
+    # back from Arrow in the same form), so a date or timestamp key compares equal on every side.
     in_batch = {tuple(r[k] for k in key_columns) for r in newest}
     live = []
     if silver is not None:
         table = silver.to_pyarrow_table()
-        live = table.filter(pc.invert(table.column("_cdc_deleted"))).to_pylist()
+        live = [{**r, **{k: comparable(r[k]) for k in key_columns}}
+                for r in table.filter(pc.invert(table.column("_cdc_deleted"))).to_pylist()]  # fmt: skip
     swept: set[tuple] = set()
     for snap_lsn, snap_ts in ends:
         in_snapshot = change_log.to_pyarrow_dataset().to_table(
             filter=(ds.field("lsn") == snap_lsn) & (ds.field("op") == "r"), columns=["key"]
         )
-        keys = {key for key in map(_key_tuple(key_columns), in_snapshot.column("key").to_pylist()) if key}
+        keys = {
+            key for key in map(_key_tuple(key_columns, source), in_snapshot.column("key").to_pylist()) if key
+        }
         marker = {"_cdc_lsn": snap_lsn, "_cdc_op": "d", "_cdc_deleted": True, "_cdc_source_ts": snap_ts}
         for row in newest:
             if (
@@ -234,10 +245,23 @@ def snapshot_sweep(change_log: DeltaTable, silver: DeltaTable | None, changes: l
     return markers
 
 
-def _key_tuple(key_columns: list[str]):
+def comparable(value):
+    """A key value of silver read back from Arrow in the form a decoded change holds it (days, microseconds)."""
+    if isinstance(value, datetime):
+        epoch = EPOCH.replace(tzinfo=value.tzinfo) if value.tzinfo else EPOCH
+        delta = value - epoch
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, date):
+        return (value - EPOCH.date()).days
+    return value
+
+
+def _key_tuple(key_columns: list[str], source: SourceTypes | None = None):
     def parse(key: str | None) -> tuple | None:
         try:
             values = parse_key(key)
+            if source is not None:
+                return tuple(source.resolve(c, values[c])[1] for c in key_columns)
             return tuple(values[c] for c in key_columns)
         except (ValueError, KeyError):
             return None  # not a usable key: that record is a dead letter, not a row of the snapshot
@@ -318,7 +342,7 @@ def apply_changes(
            for c, reason in refused]
     )  # fmt: skip
     key_columns, newest = newest_per_key(changes)
-    newest += snapshot_sweep(change_log, silver.table, changes, key_columns, newest)
+    newest += snapshot_sweep(change_log, silver.table, changes, key_columns, newest, pg_types)
     result.keys_changed = len(newest)
 
     def write_silver() -> None:

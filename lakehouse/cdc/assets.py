@@ -54,7 +54,7 @@ def build_change_log_assets(schema: str, tables: list[str]) -> dg.AssetsDefiniti
                 context.log.info(
                     f"{kafka.cdc_topic(table)} does not exist yet (no change captured): nothing to land"
                 )
-            trino.register_lake_table(lake, "raw", change_log_table(table))
+            trino.register_if_reachable(lake, "raw", change_log_table(table), context.log.warning)
             yield dg.MaterializeResult(asset_key=key, metadata={
                 "trino_table": trino.qualified(lake, "raw", change_log_table(table)),
                 "topic": kafka.cdc_topic(table), "rows_landed": result.rows if result else 0,
@@ -156,7 +156,7 @@ def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
                 "new_columns": result.new_columns,
             })  # fmt: skip
         if DEAD_LETTERS_KEY in context.selected_asset_keys:
-            trino.register_lake_table(lake, "silver", DEAD_LETTERS_TABLE)
+            trino.register_if_reachable(lake, "silver", DEAD_LETTERS_TABLE, context.log.warning)
             yield dg.MaterializeResult(asset_key=DEAD_LETTERS_KEY, metadata={
                 "new_dead_letters": sum(dead_letters.values()),
                 "new_by_table": {t: n for t, n in dead_letters.items() if n},

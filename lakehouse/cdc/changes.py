@@ -65,7 +65,7 @@ def parse_change(value: bytes | None) -> dict:
         "op": change["op"],
         "before": strict_json.dumps(change["before"]) if change.get("before") is not None else None,
         "after": strict_json.dumps(change["after"]) if change.get("after") is not None else None,
-        "lsn": to_column("source.lsn", source["lsn"], pa.int64()),
+        "lsn": to_column("source.lsn", source.get("lsn"), pa.int64()),
         "tx_id": to_column("source.txId", source.get("txId"), pa.int64()),
         "source_ts": epoch_millis("source.ts_ms", source.get("ts_ms")),
         "source_table": to_column("source.table", table, pa.string()),

@@ -12,6 +12,8 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from lakehouse.cdc.apply import change_lsn
+
 PRICE_HISTORY_SCHEMA = pa.schema([
     pa.field("product_id", pa.int64(), nullable=False),
     pa.field("price", pa.decimal128(12, 2), nullable=False),
@@ -26,7 +28,7 @@ def price_history(changes: list[dict]) -> pa.Table:
     """`changes`: change-log rows (op, before, after, lsn, offset, source_ts) of the products table."""
     seen: set[tuple[int, int]] = set()
     ordered = []
-    for c in sorted(changes, key=lambda c: (c["lsn"], c["offset"])):
+    for c in sorted(changes, key=lambda c: (change_lsn(c), c["offset"])):
         image = json.loads(c["before"] if c["op"] == "d" else c["after"])
         if (image["product_id"], c["lsn"]) in seen:  # a repeated delivery of the same change
             continue
@@ -47,7 +49,7 @@ def price_history(changes: list[dict]) -> pa.Table:
         if current:
             current["valid_to"], current["is_current"] = c["source_ts"], False
         version = {"product_id": product_id, "price": price, "valid_from": c["source_ts"], "valid_to": None,
-                   "is_current": True, "set_at_lsn": c["lsn"]}  # fmt: skip
+                   "is_current": True, "set_at_lsn": change_lsn(c)}  # fmt: skip
         rows.append(version)
         open_version[product_id] = version
     return pa.Table.from_pylist(rows, schema=PRICE_HISTORY_SCHEMA)

@@ -4,13 +4,13 @@ A source column's type comes from PostgreSQL's catalog (`format_type`, as `\\d` 
 first meets the column, and is kept in silver's identity, so a value is always read as the type its
 column had when the change was captured. The values are those of the connector's configuration
 (lakehouse/cdc/connector.json): `decimal.handling.mode=string` (numerics as exact text),
-`time.precision.mode=adaptive_time_microseconds` (timestamps as micro- or milliseconds since the epoch,
-times as microseconds since midnight, dates as days since the epoch), timestamptz as ISO-8601 text in
-UTC, bytea as base64 text, arrays as JSON arrays.
+`time.precision.mode=isostring` (dates, times and timestamps as ISO-8601 text, which carries its own
+precision: a column whose precision changes is still read right), timestamptz as ISO-8601 text in UTC,
+bytea as base64 text, arrays as JSON arrays.
 
 Delta Lake has no TIME type: `time` and `timetz` are kept as ISO text ('14:03:05.123456'), which Trino
 casts with `CAST(x AS time)`. An unconstrained `numeric` (no precision) or one of more than 38 digits
-is kept as its exact text. `interval` is kept as microseconds (Debezium's `interval.handling.mode`
+is kept as its exact text, as is a numeric whose scale exceeds its precision. `interval` is kept as microseconds (Debezium's `interval.handling.mode`
 default). Everything else without a closer type (enums, uuid, json, jsonb, xml, text of any length)
 is text.
 """
@@ -21,8 +21,10 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from decimal import Decimal, InvalidOperation, localcontext
+from functools import cache
 
 import pyarrow as pa
 
@@ -32,7 +34,7 @@ from lakehouse.ingest.landing import MAX_MS, MIN_MS
 INTEGERS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
 INT_BITS = {pa.int16(): 16, pa.int32(): 32, pa.int64(): 64}
 FLOATS = {"real": pa.float32(), "double precision": pa.float64()}
-FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_MAX = 3.4028235677973366e38  # anything below rounds to the largest finite float32
 FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31 in days since 1970
 MAX_DECIMAL_DIGITS = 38
 _NUMERIC = re.compile(r"numeric\((\d+),(\d+)\)")
@@ -66,6 +68,7 @@ def catalog_types(conn, schema: str, table: str) -> dict[str, str]:
     return dict(conn.execute(CATALOG_QUERY, (schema, table)).fetchall())
 
 
+@cache
 def arrow_type(pg: str) -> pa.DataType:
     """The silver column type of a PostgreSQL type."""
     if pg.endswith("[]"):
@@ -83,7 +86,7 @@ def arrow_type(pg: str) -> pa.DataType:
     if pg == "interval":
         return pa.int64()
     numeric = _NUMERIC.fullmatch(pg)
-    if numeric and int(numeric[1]) <= MAX_DECIMAL_DIGITS:
+    if numeric and int(numeric[2]) <= int(numeric[1]) <= MAX_DECIMAL_DIGITS:
         return pa.decimal128(int(numeric[1]), int(numeric[2]))
     stamp = _TIMESTAMP.fullmatch(pg)
     if stamp:
@@ -110,7 +113,7 @@ def decode(name: str, pg: str, value):
             return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} is {pg} but the change holds {_show(value)}")
-        if column == pa.float32() and abs(value) > FLOAT32_MAX:
+        if column == pa.float32() and abs(value) >= FLOAT32_MAX:
             raise ValueError(f"{name} is {pg} but {_show(value)} is beyond its range")
         return float(value)
     if column == pa.bool_():
@@ -122,10 +125,15 @@ def decode(name: str, pg: str, value):
     if pa.types.is_timestamp(column):
         return _timestamp_micros(name, pg, value)
     if column == pa.date32():
+        if isinstance(value, str):  # `isostring`: "2017-09-15Z"
+            try:
+                value = (date.fromisoformat(value.removesuffix("Z")) - date(1970, 1, 1)).days
+            except ValueError as exc:
+                raise ValueError(
+                    f"{name} is a date but its value is not an ISO-8601 date: {_show(value)}"
+                ) from exc
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(
-                f"{name} is a date but the change holds {_show(value)} (days since 1970 expected)"
-            )
+            raise ValueError(f"{name} is a date but the change holds {_show(value)} (ISO-8601 text expected)")
         if not FIRST_DAY <= value <= LAST_DAY:
             raise ValueError(
                 f"{name} is a date outside the years 1 to 9999 (days since 1970: {_show(value)})"
@@ -139,10 +147,15 @@ def decode(name: str, pg: str, value):
         except binascii.Error as exc:
             raise ValueError(f"{name} is bytea but its value is not base64: {_show(value)}") from exc
     time = _TIME.fullmatch(pg)
-    if time and time[2] == "without":
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86_400_000_000:
-            raise ValueError(f"{name} is {pg} but the change holds {_show(value)} (microseconds of the day)")
-        return _time_text(value)
+    if time and time[2] == "without":  # `isostring`: "04:05:11.789Z", kept as "04:05:11.789000"
+        if isinstance(value, str):
+            try:
+                return dtime.fromisoformat(value.removesuffix("Z")).isoformat()
+            except ValueError:
+                pass
+        raise ValueError(
+            f"{name} is {pg} but the change holds {_show(value)} (ISO-8601 time of day expected)"
+        )
     if isinstance(value, str):
         return value
     if _TEXTUAL.fullmatch(pg) or pg.startswith("numeric") or pg == "money":
@@ -225,23 +238,20 @@ def _decimal(name: str, pg: str, value) -> Decimal:
 
 
 def _timestamp_micros(name: str, pg: str, value) -> int:
-    stamp = _TIMESTAMP.fullmatch(pg)
-    if stamp[2] == "with":
-        if not isinstance(value, str):
-            raise ValueError(f"{name} is {pg} but the change holds {_show(value)} (ISO-8601 text expected)")
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError(f"{name} is {pg} but its value is not an ISO-8601 time: {_show(value)}") from exc
-        if parsed.tzinfo is None:
-            raise ValueError(f"{name} is {pg} but its value has no time zone: {_show(value)}")
-        delta = parsed - datetime.fromisoformat("1970-01-01T00:00:00+00:00")
-        return _in_years(name, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} is {pg} but the change holds {_show(value)} (time since 1970 expected)")
-    # adaptive_time_microseconds: precision 0-3 arrives in milliseconds, 4-6 in microseconds
-    millis = stamp[1] is not None and int(stamp[1]) <= 3
-    return _in_years(name, value * 1000 if millis else value)
+    """Microseconds since 1970 (UTC) of a timestamp's ISO-8601 text; the text says its own precision, so a
+    column whose precision changed is still read right. timestamptz carries its offset (Z); a timestamp
+    without time zone arrives as its wall-clock value marked Z, and is kept as that wall-clock value."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is {pg} but the change holds {_show(value)} (ISO-8601 text expected)")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} is {pg} but its value is not an ISO-8601 time: {_show(value)}") from exc
+    if parsed.tzinfo is None:
+        raise ValueError(f"{name} is {pg} but its value has no time zone: {_show(value)}")
+    parsed = parsed.astimezone(UTC)
+    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+    return _in_years(name, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
 
 def _in_years(name: str, micros: int) -> int:
@@ -249,12 +259,6 @@ def _in_years(name: str, micros: int) -> int:
     if not MIN_MS * 1000 <= micros <= MAX_MS * 1000 + 999:
         raise ValueError(f"{name} is a time outside the years 1 to 9999: {_show(micros)} µs since 1970")
     return micros
-
-
-def _time_text(micros: int) -> str:
-    seconds, fraction = divmod(micros, 1_000_000)
-    text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    return f"{text}.{fraction:06d}" if fraction else text
 
 
 def _in_range(name: str, value: int, column: pa.DataType) -> int:
@@ -307,8 +311,11 @@ def typed_column(name: str, pg: str, column: pa.DataType | None, value, image: d
     current type `column`, widened if `pg` is wider); the value is made the column's in `image`.
     ValueError when the source type changed in a way silver cannot follow."""
     found = arrow_type(pg)
-    if column is None or widens(found, column):
-        column = column or found
+    if column is None or column == found:
+        image[name] = value  # decoded as its own type: it fits
+        return found
+    if widens(found, column):
+        pass
     elif widens(column, found):
         column = found
     else:

@@ -2,7 +2,8 @@
 configured, a table added later snapshotted alone, a removed one marked as no longer captured.
 
 - Refused at configuration time, with the fix: a table that does not exist, has no primary key (its
-  changes could not be merged by key), or that the capture role cannot read.
+  changes could not be merged by key), that the capture role cannot read, or that does not log whole
+  rows (REPLICA IDENTITY FULL: otherwise an update carries a placeholder for a large unchanged value).
 - Added to the list of a connector that already runs: Debezium captures its changes from the restart
   on (it updates its publication itself) but does not snapshot it; an `execute-snapshot` signal (an
   incremental snapshot of that table only) brings its existing rows, while the other tables stream on.
@@ -22,7 +23,8 @@ from lakehouse.stack.errors import StackError
 TABLE_FACTS = """
 SELECT c.relname,
        has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'),
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       c.relreplident = 'f'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')
 """
@@ -30,9 +32,8 @@ WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')
 
 def table_problems(conn, s: LakehouseSettings, tables: list[str]) -> list[str]:
     """What keeps each configured table from being captured, one line each with its fix."""
-    facts = {
-        name: (readable, keyed) for name, readable, keyed in conn.execute(TABLE_FACTS, (s.cdc_schema, tables))
-    }
+    rows = conn.execute(TABLE_FACTS, (s.cdc_schema, tables)).fetchall()
+    facts = {name: (readable, keyed, full) for name, readable, keyed, full in rows}
     problems = []
     for t in tables:
         qualified = f"{s.cdc_schema}.{t}"
@@ -47,6 +48,10 @@ def table_problems(conn, s: LakehouseSettings, tables: list[str]) -> list[str]:
             problems.append(f"{qualified} has no primary key, so its changes cannot be merged into silver by key; "
                             f"fix: ALTER TABLE {qualified} ADD PRIMARY KEY (...), or remove it from "
                             "LAKEHOUSE_CDC_TABLES")  # fmt: skip
+        elif not facts[t][2]:
+            problems.append(f"{qualified} does not log whole rows (REPLICA IDENTITY FULL), so an update could "
+                            "overwrite a large unchanged value with Debezium's placeholder and a delete would lack "
+                            f"its columns; fix: ALTER TABLE {qualified} REPLICA IDENTITY FULL")  # fmt: skip
     return problems
 
 

@@ -49,7 +49,7 @@ def raw_clickstream_events(
                         batch_size=config.batch_size, batch_seconds=config.batch_seconds,
                         log=context.log.info)  # fmt: skip
     table = lake.table("raw", "clickstream_events")
-    trino.register_lake_table(lake, "raw", "clickstream_events")
+    trino.register_if_reachable(lake, "raw", "clickstream_events", context.log.warning)
     return dg.MaterializeResult(
         metadata={
             "trino_table": trino.qualified(lake, "raw", "clickstream_events"),
@@ -103,7 +103,7 @@ def bronze_clickstream(
         "clickstream_events",
         "clickstream_dead_letters",
     ):  # queryable in Trino from the first write
-        trino.register_lake_table(lake, "bronze", table)
+        trino.register_if_reachable(lake, "bronze", table, context.log.warning)
     yield dg.MaterializeResult(
         asset_key=BRONZE_KEY,
         metadata={

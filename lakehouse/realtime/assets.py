@@ -118,7 +118,7 @@ def realtime_outputs_landed(
         uri = lake.table_uri("raw", table)
         result = land_topic(kafka, raw_target(uri, lake.storage_options, topic, LANDING_APP_ID),
                             log=context.log.info)  # fmt: skip
-        trino.register_lake_table(lake, "raw", table)
+        trino.register_if_reachable(lake, "raw", table, context.log.warning)
         yield dg.MaterializeResult(asset_key=key, metadata={
             "topic": topic, "rows_landed": result.rows, "table_uri": uri,
             "trino_table": trino.qualified(lake, "raw", table),

@@ -92,3 +92,17 @@ class TrinoResource(dg.ConfigurableResource):
     def qualified(self, lake, layer: str, table: str) -> str:
         """The name a table of the lake has in Trino: `delta.bronze.clickstream_events`."""
         return f"{self.catalog}.{lake.schema(layer)}.{table}"
+
+    def register_if_reachable(self, lake, layer: str, table: str, warn) -> bool:
+        """`register_lake_table`, for writers that do not need Trino: with Trino or the metastore down, the
+        data is committed all the same, `warn` says so, and the next run registers the table."""
+        try:
+            return self.register_lake_table(lake, layer, table)
+        except (
+            StackError,
+            trino.exceptions.TrinoQueryError,
+            OSError,
+        ) as exc:  # requests' errors are OSErrors
+            warn(f"{self.qualified(lake, layer, table)} is not registered in Trino yet (the next run tries again): "
+                 f"{getattr(exc, 'problem', exc)}")  # fmt: skip
+            return False

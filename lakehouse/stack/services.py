@@ -485,12 +485,17 @@ class HiveMetastore(Service):
         try:
             with psycopg.connect(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,
                                  password=s.postgres_password, dbname=s.metastore_db, connect_timeout=5) as conn:  # fmt: skip
-                return bool(conn.execute("select 1 from information_schema.tables where table_name = 'VERSION'")
-                            .fetchone())  # fmt: skip
+                if not conn.execute(
+                    "select 1 from information_schema.tables where table_name = 'VERSION'"
+                ).fetchone():
+                    return False
+                # the schema tool records the version last: an interrupted first run has no row yet
+                return bool(conn.execute('select 1 from "VERSION"').fetchone())
         except psycopg.OperationalError as exc:
             raise StackError(f"the metastore's database {s.metastore_db} cannot be reached: {str(exc).strip()[:300]}",
-                             fix="`lakehouse stack up postgres` first (it creates the database), or set "
-                                 "LAKEHOUSE_METASTORE_DB to an existing database the role owns") from exc  # fmt: skip
+                             fix="`lakehouse stack up postgres` first (the local stack creates the database); with "
+                                 "PostgreSQL served elsewhere, create it (owned by LAKEHOUSE_POSTGRES_USER) or set "
+                                 "LAKEHOUSE_METASTORE_DB to one the role owns") from exc  # fmt: skip
 
     def prepare(self, s, log):
         java = default_java()
