@@ -152,3 +152,98 @@ def test_a_changed_source_type_is_read_from_the_catalog_only_when_needed():
     assert types.resolve("new", 3) == ("date", 3)
     assert types.resolve("gone", "x") == (None, "x")  # dropped since: typed from its JSON value
     assert len(reads) == 1
+
+
+# --- the typed apply under hostile values: each record is applied or a dead letter, never a stall -----------
+
+CATALOG = {"merchant_id": "bigint", "name": "text", "rating": "numeric(4,1)", "active": "boolean",
+           "opened": "date", "seen_at": "timestamp with time zone", "tags": "text[]"}  # fmt: skip
+column_values = st.fixed_dictionaries({
+    "name": json_values, "rating": st.one_of(json_values, st.sampled_from(["4.5", "999.9", "1000.0", "0.05", "NaN"])),
+    "active": json_values, "opened": st.one_of(json_values, st.sampled_from(["2026-11-27Z", "0001-01-01Z", "x"])),
+    "seen_at": st.one_of(json_values, st.sampled_from(["2026-11-27T10:00:00.5Z", "2026-11-27T10:00:00"])),
+    "tags": json_values,
+})  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(images=st.lists(st.tuples(st.integers(1, 4), column_values), min_size=1, max_size=12))
+def test_typed_apply_takes_every_record_or_dead_letters_it(tmp_path_factory, images):
+    import json
+
+    from deltalake import DeltaTable
+
+    from lakehouse.cdc.apply import apply_changes, current_state
+    from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
+    from lakehouse.ingest.delta_sink import upload_files
+    from lakehouse.ingest.exactly_once import MarkedTable
+
+    base = tmp_path_factory.mktemp("typed")
+    log_uri, silver_uri, dead_uri = (str(base / n) for n in ("log", "silver", "dead"))
+    topic = "cdc.marketplace.merchants"
+    records, expected, invalid = [], {}, 0
+    for lsn, (mid, values) in enumerate(images, start=1):
+        image = {"merchant_id": mid, **values}
+        change = {"op": "u", "before": None, "after": image,
+                  "source": {"lsn": lsn, "txId": lsn, "ts_ms": 1_700_000_000_000, "table": "merchants"}}  # fmt: skip
+        records.append((json.dumps({"merchant_id": mid}).encode(), json.dumps(change).encode()))
+        try:
+            expected[mid] = {c: decode(c, CATALOG[c], v) for c, v in image.items()}
+        except ValueError:  # a dead letter: the key keeps its previous state
+            invalid += 1
+    cols = {"partition": [0] * len(records), "offset": list(range(len(records))), "timestamp_ms": [0] * len(records),
+            "key": [k for k, _ in records], "value": [v for _, v in records]}  # fmt: skip
+    target = MarkedTable(log_uri, {}, "lakehouse-raw-cdc", topic, schema=CHANGE_LOG_SCHEMA).open()
+    target.commit_files(upload_files(log_uri, {}, to_change_log(topic, cols)), {0: len(records)}, "t")
+    result = apply_changes(
+        log_uri, silver_uri, dead_uri, {}, topic, log=lambda _: None, read_catalog=lambda: CATALOG
+    )
+    dead = DeltaTable(dead_uri).to_pyarrow_table().num_rows
+    assert dead == result.dead_letters == invalid and result.changes_read == len(records)
+    if not expected:
+        return
+    silver = {r["merchant_id"]: r for r in current_state(DeltaTable(silver_uri)).to_pylist()}
+    assert set(silver) == set(expected)
+    for mid, want in expected.items():
+        assert silver[mid]["name"] == want["name"] and silver[mid]["tags"] == want["tags"]
+        assert silver[mid]["rating"] == want["rating"] and silver[mid]["active"] == want["active"]
+
+
+def test_silver_written_before_it_was_typed_is_refused_with_the_rebuild(tmp_path):
+    import json
+
+    from lakehouse.cdc.apply import apply_changes
+    from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA, to_change_log
+    from lakehouse.ingest.delta_sink import upload_files
+    from lakehouse.ingest.exactly_once import MarkedTable
+    from lakehouse.stack.errors import StackError
+
+    log_uri, silver_uri, dead_uri = (str(tmp_path / n) for n in ("log", "silver", "dead"))
+    topic = "cdc.marketplace.merchants"
+
+    def land(first: int, rating: str) -> None:
+        change = {"op": "u", "before": None, "after": {"merchant_id": 1, "rating": rating},
+                  "source": {"lsn": first + 1, "ts_ms": 1_700_000_000_000, "table": "merchants"}}  # fmt: skip
+        cols = {"partition": [0], "offset": [first], "timestamp_ms": [0], "key": [b'{"merchant_id": 1}'],
+                "value": [json.dumps(change).encode()]}  # fmt: skip
+        target = MarkedTable(log_uri, {}, "lakehouse-raw-cdc", topic, schema=CHANGE_LOG_SCHEMA).open()
+        target.commit_files(upload_files(log_uri, {}, to_change_log(topic, cols)), {0: first + 1}, "t")
+
+    land(0, "4.5")
+    apply_changes(log_uri, silver_uri, dead_uri, {}, topic, log=lambda _: None)  # the untyped path of old
+    land(1, "3.5")
+    catalog = {"merchant_id": "bigint", "rating": "numeric(4,1)"}
+    with pytest.raises(StackError, match="written before silver was typed: rating") as refused:
+        apply_changes(
+            log_uri, silver_uri, dead_uri, {}, topic, log=lambda _: None, read_catalog=lambda: catalog
+        )
+    assert "rebuilds the table" in refused.value.fix
+    import shutil
+
+    from deltalake import DeltaTable
+
+    from lakehouse.cdc.apply import current_state
+
+    shutil.rmtree(silver_uri)  # the fix as the message gives it: the change log rebuilds silver, typed
+    apply_changes(log_uri, silver_uri, dead_uri, {}, topic, log=lambda _: None, read_catalog=lambda: catalog)
+    assert current_state(DeltaTable(silver_uri)).to_pylist() == [{"merchant_id": 1, "rating": Decimal("3.5")}]

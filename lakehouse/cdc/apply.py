@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from lakehouse.cdc.source_types import SourceTypes, typed_column
+from lakehouse.cdc.source_types import SourceTypes, arrow_type, typed_column
 from lakehouse.ingest import strict_json
 from lakehouse.ingest.bronze import COLUMN_NAME, EXACT_DOUBLE, arrow_type_of, to_column
 from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA, dead_letter_table
@@ -140,11 +140,11 @@ def validate_changes(
             found_types, found_pg = {}, {}
             for name, value in list(image.items()):
                 pg, value = source.resolve(name, value) if source is not None else (None, value)
-                if pg is not None:
+                if pg is not None:  # typed: the column exists in its source type, NULL or not
                     image[name] = value
-                    if value is not None:
-                        found_types[name] = typed_column(name, pg, types.get(name), value, image)
-                        found_pg[name] = pg
+                    found_types[name] = (typed_column(name, pg, types.get(name), value, image) if value is not None
+                                         else types.get(name) or arrow_type(pg))  # fmt: skip
+                    found_pg[name] = pg
                     continue
                 if isinstance(value, (dict, list)):
                     image[name] = value = strict_json.dumps(value)
@@ -331,6 +331,8 @@ def apply_changes(
     readable = rows.filter(pc.and_(pc.is_valid(rows.column("op")), pc.is_null(rows.column("error"))))
     known_key = silver.identity().get(KEY_COLUMNS)
     pg_types = SourceTypes(silver.identity().get(SOURCE_TYPES, {}), read_catalog) if read_catalog else None
+    if pg_types is not None and SOURCE_TYPES not in silver.identity():
+        check_typed(silver_uri, silver.arrow_schema(), pg_types)
     changes, refused, widen, types = validate_changes(
         readable.to_pylist(), silver.arrow_schema(), known_key, decided=dead_marks,
         fits_double=lambda name: fits_double(silver.table, name), source=pg_types,
@@ -379,6 +381,22 @@ def apply_changes(
     log(f"{silver_uri}: {result.changes_read} changes, {result.keys_changed} keys, inserted {result.inserted}, "
         f"updated {result.updated}, dead letters {result.dead_letters}")  # fmt: skip
     return result
+
+
+def check_typed(silver_uri: str, schema: pa.Schema | None, source: SourceTypes) -> None:
+    """StackError when silver was written before it was typed (its columns of typed source columns are
+    text): every change would be refused, so the table must be rebuilt from its change log instead."""
+    from lakehouse.stack.errors import StackError
+
+    if schema is None:
+        return
+    untyped = [f.name for f in schema if f.type == pa.string() and not f.name.startswith("_cdc_")
+               and f.name in source.catalog() and arrow_type(source.catalog()[f.name]) != pa.string()]  # fmt: skip
+    if untyped:
+        raise StackError(f"{silver_uri} was written before silver was typed: {', '.join(untyped)} hold text where "
+                         "PostgreSQL's types are not text, so no change could be applied",
+                         fix=f"remove {silver_uri} (its raw change log keeps every change) and run the apply again: "
+                             "it rebuilds the table, typed, from the change log")  # fmt: skip
 
 
 def fits_double(table: DeltaTable | None, name: str) -> bool:
