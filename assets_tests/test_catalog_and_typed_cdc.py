@@ -22,6 +22,7 @@ from datetime import time as dtime
 from decimal import Decimal
 
 import pytest
+import requests
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from conftest import wait_until
@@ -261,6 +262,35 @@ def test_a_table_added_by_configuration_is_snapshotted_alone_and_mirrored_typed(
     assert silver.open().identity().get("captured") is False
     assert lake.table("silver", table).to_pyarrow_table().num_rows >= ROWS
 
+    # changed while not captured, then added again: a blocking snapshot, so the rows deleted meanwhile go too
+    with connect(stack) as conn:
+        q = f'"{stack.cdc_schema}"."{table}"'
+        conn.execute(f"ALTER TABLE {q} ALTER COLUMN note TYPE text USING note::text")
+        conn.execute(f"UPDATE {q} SET label = 'while away', amount = 7.5 WHERE id BETWEEN 121 AND 130")
+        conn.execute(f"DELETE FROM {q} WHERE id BETWEEN 131 AND 140")
+        conn.commit()
+    os.environ["LAKEHOUSE_CDC_TABLES"] = f"{stack.cdc_tables},{table}"
+    get_settings.cache_clear()
+    try:
+        messages = []
+        ensure_connector(get_settings(), log=messages.append)
+        assert any(f"snapshot of {table} requested (blocking" in m for m in messages), messages
+        assert silver.open().identity().get("captured") is True
+
+        def converged() -> bool:
+            sync(kafka, lake, postgres, table)
+            return not compare(stack, lake, table)
+
+        wait_until(
+            converged,
+            240,
+            f"silver {table} to equal PostgreSQL again after its blocking snapshot",
+            interval=2,
+        )
+    finally:
+        os.environ.pop("LAKEHOUSE_CDC_TABLES", None)
+        get_settings.cache_clear()
+
 
 def test_the_capture_wait_ends_while_captured_tables_are_quiet_and_wal_stays_bounded(stack):
     """Only an uncaptured table changes: the slot still advances (Debezium's heartbeat), so PostgreSQL
@@ -328,3 +358,94 @@ def test_spark_and_trino_share_the_metastore_which_survives_a_restart(stack, nam
     finally:
         manager.up(stack, ["metastore"], log=lambda _: None)
     assert trino.query(f"SELECT count(*) FROM {trino.qualified(lake, 'bronze', 'from_python')}") == [(2,)]
+
+
+def test_tables_that_cannot_be_captured_are_refused_at_configuration_time(stack):
+    """A listed table that does not exist, has no primary key, does not log whole rows, or sits in a schema
+    the capture role cannot read: `lakehouse stack up` (ensure_connector) refuses before touching the
+    connector, naming each table and its fix."""
+    from lakehouse.stack.services import Postgres
+
+    s = stack
+    tag = datetime.now(UTC).strftime("%H%M%S%f")
+    nokey, partial, hidden = f"nokey_{tag}", f"partial_{tag}", f"hidden_{tag}"
+    with connect(s) as conn:
+        conn.execute(f'CREATE TABLE "{s.cdc_schema}"."{nokey}" (id bigint, note text)')
+        conn.execute(f'CREATE TABLE "{s.cdc_schema}"."{partial}" (id bigint PRIMARY KEY, note text)')
+        conn.commit()
+    with Postgres()._connect(s, dbname=s.postgres_db) as admin:  # a table the lakehouse role may not read
+        admin.execute(f'CREATE TABLE "{s.cdc_schema}"."{hidden}" (id bigint PRIMARY KEY)')
+        admin.execute(f'ALTER TABLE "{s.cdc_schema}"."{hidden}" REPLICA IDENTITY FULL')
+    before = requests.get(
+        f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10
+    ).json()
+    bad = s.model_copy(update={"cdc_tables": f"{s.cdc_tables},missing_{tag},{nokey},{partial},{hidden}"})
+    try:
+        with pytest.raises(StackError) as refused:
+            ensure_connector(bad, log=lambda _: None)
+        problem, fix = refused.value.problem, refused.value.fix
+        assert f"{s.cdc_schema}.missing_{tag}, which is not a table" in problem
+        assert f"{s.cdc_schema}.{nokey} has no primary key" in problem and "ADD PRIMARY KEY" in fix
+        assert (
+            f"{s.cdc_schema}.{partial} does not log whole rows" in problem and "REPLICA IDENTITY FULL" in fix
+        )
+        assert f"cannot read {s.cdc_schema}.{hidden}" in problem and "GRANT SELECT" in fix
+        after = requests.get(
+            f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10
+        ).json()
+        assert after == before  # the connector was not touched
+    finally:
+        with Postgres()._connect(s, dbname=s.postgres_db) as admin:
+            for t in (nokey, partial, hidden):
+                admin.execute(f'DROP TABLE IF EXISTS "{s.cdc_schema}"."{t}"')
+
+
+def test_a_table_of_another_schema_is_captured_under_its_qualified_name(stack):
+    """`billing.invoices` in LAKEHOUSE_CDC_TABLES: captured from its schema, `billing__invoices` in the lake."""
+    s = stack
+    schema, table = f"billing_{datetime.now(UTC):%H%M%S%f}", "invoices"
+    name = f"{schema}__{table}"
+    with connect(s) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".{table} (invoice_id bigint PRIMARY KEY, total numeric(10,2), '
+                     "issued date)")  # fmt: skip
+        conn.execute(f'ALTER TABLE "{schema}".{table} REPLICA IDENTITY FULL')
+        conn.execute(f"INSERT INTO \"{schema}\".{table} SELECT g, g * 1.25, DATE '2026-01-01' + g "
+                     "FROM generate_series(1, 50) g")  # fmt: skip
+        conn.commit()
+    os.environ["LAKEHOUSE_CDC_TABLES"] = f"{s.cdc_tables},{schema}.{table}"
+    get_settings.cache_clear()
+    try:
+        added = get_settings()
+        assert added.cdc_source(name) == (schema, table) and added.cdc_topic(name) == f"cdc.{schema}.{table}"
+        ensure_connector(added, log=lambda _: None)
+        resources = build_resources(added)
+        kafka, lake, postgres = resources["kafka"], resources["lake"], resources["postgres"]
+        wait_until(lambda: kafka.topic_exists(kafka.cdc_topic(name)), 120, "the other schema's topic")
+        with connect(s) as conn:
+            conn.execute(f'UPDATE "{schema}".{table} SET total = 0 WHERE invoice_id = 7')
+            conn.execute(f'DELETE FROM "{schema}".{table} WHERE invoice_id = 8')
+            conn.commit()
+
+        def mirrored() -> bool:
+            sync(kafka, lake, postgres, name)
+            silver = lake.table("silver", name)
+            rows = (
+                {r["invoice_id"]: r for r in current_state(silver).to_pylist()} if silver is not None else {}
+            )
+            return len(rows) == 49 and rows[7]["total"] == Decimal("0.00") and 8 not in rows
+
+        wait_until(mirrored, 180, f"silver {name} to mirror {schema}.{table}", interval=2)
+        from lakehouse.cdc.capture import capture_report
+
+        assert not [p for p in capture_report(added).problems if name in p]
+    finally:
+        os.environ.pop("LAKEHOUSE_CDC_TABLES", None)
+        get_settings.cache_clear()
+        ensure_connector(get_settings(), log=lambda _: None)
+        with connect(s) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.commit()
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        for future in admin.delete_topics([f"cdc.{schema}.{table}"]).values():
+            future.exception()

@@ -311,3 +311,17 @@ def test_spark_gets_the_secret_and_tls_from_the_endpoint(clean_env):
     )
     assert conf["spark.hadoop.fs.s3a.secret.key"] == TRICKY
     assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
+
+
+def test_captured_tables_of_other_schemas_take_qualified_names_in_the_lake():
+    from lakehouse.settings import cdc_source, cdc_sources
+
+    tables = "orders, billing.invoices,marketplace.payments,,"
+    assert cdc_sources(tables, "marketplace") == {
+        "orders": ("marketplace", "orders"),
+        "billing__invoices": ("billing", "invoices"),
+        "payments": ("marketplace", "payments"),
+    }
+    assert cdc_source("billing__invoices", tables, "marketplace") == ("billing", "invoices")
+    assert cdc_source("gone__table", tables, "marketplace") == ("gone", "table")  # removed from the list since
+    assert cdc_source("coupons", tables, "marketplace") == ("marketplace", "coupons")

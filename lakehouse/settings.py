@@ -252,12 +252,22 @@ class LakehouseSettings(BaseSettings):
         return self.kafka_brokers[0][1]
 
     @property
-    def cdc_table_list(self) -> list[str]:
-        return [t.strip() for t in self.cdc_tables.split(",") if t.strip()]
+    def cdc_sources(self) -> dict[str, tuple[str, str]]:
+        """{name in the lake: (PostgreSQL schema, table)} of every captured table (see `cdc_sources`)."""
+        return cdc_sources(self.cdc_tables, self.cdc_schema)
 
-    def cdc_topic(self, table: str) -> str:
-        """Debezium's topic for a source table: <prefix>.<schema>.<table>."""
-        return f"{self.cdc_topic_prefix}.{self.cdc_schema}.{table}"
+    @property
+    def cdc_table_list(self) -> list[str]:
+        """The captured tables by their names in the lake (`orders`, `billing__invoices`)."""
+        return list(self.cdc_sources)
+
+    def cdc_source(self, name: str) -> tuple[str, str]:
+        return cdc_source(name, self.cdc_tables, self.cdc_schema)
+
+    def cdc_topic(self, name: str) -> str:
+        """Debezium's topic for a captured table: <prefix>.<schema>.<table>."""
+        schema, table = self.cdc_source(name)
+        return f"{self.cdc_topic_prefix}.{schema}.{table}"
 
     @property
     def metastore_uri(self) -> str:
@@ -294,6 +304,29 @@ class LakehouseSettings(BaseSettings):
             "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
             "AWS_ALLOW_HTTP": "false" if self.s3_uses_tls else "true",
         }
+
+
+def cdc_sources(tables: str, default_schema: str) -> dict[str, tuple[str, str]]:
+    """LAKEHOUSE_CDC_TABLES as {name in the lake: (PostgreSQL schema, table)}: `orders` is a table of
+    LAKEHOUSE_CDC_SCHEMA and keeps its name; `billing.invoices`, of another schema, is `billing__invoices`
+    in the lake (its change log `raw/cdc_billing__invoices`, its silver table `silver/billing__invoices`)."""
+    sources: dict[str, tuple[str, str]] = {}
+    for entry in (e.strip() for e in tables.split(",")):
+        if entry:
+            schema, _, table = entry.rpartition(".")
+            schema = schema or default_schema
+            sources[table if schema == default_schema else f"{schema}__{table}"] = (schema, table)
+    return sources
+
+
+def cdc_source(name: str, tables: str, default_schema: str) -> tuple[str, str]:
+    """(schema, table) of a name in the lake; a name the list does not hold (a table removed from it) is
+    `schema__table` of another schema, or a table of LAKEHOUSE_CDC_SCHEMA."""
+    listed = cdc_sources(tables, default_schema)
+    if name in listed:
+        return listed[name]
+    schema, sep, table = name.partition("__")
+    return (schema, table) if sep and schema and table else (default_schema, name)
 
 
 @cache

@@ -24,9 +24,9 @@ def change_log_key(source_table: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", change_log_table(source_table)])
 
 
-def _spec(schema: str, table: str) -> dg.AssetSpec:
+def _spec(name: str, schema: str, table: str) -> dg.AssetSpec:
     return dg.AssetSpec(
-        change_log_key(table), group_name="raw", owners=[PLATFORM_OWNER], freshness_policy=STREAMING_FRESHNESS,
+        change_log_key(name), group_name="raw", owners=[PLATFORM_OWNER], freshness_policy=STREAMING_FRESHNESS,
         kinds={"debezium", "kafka", "delta"}, skippable=True,
         description=(
             f"Every change of PostgreSQL {schema}.{table} captured by Debezium (initial snapshot, then the "
@@ -36,10 +36,12 @@ def _spec(schema: str, table: str) -> dg.AssetSpec:
     )  # fmt: skip
 
 
-def build_change_log_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
+def build_change_log_assets(sources: dict[str, tuple[str, str]]) -> dg.AssetsDefinition:
+    """The raw change logs of the captured tables ({name in the lake: (schema, table)})."""
+
     @dg.multi_asset(
         name="raw_cdc_change_logs",
-        specs=[_spec(schema, t) for t in tables],
+        specs=[_spec(name, *source) for name, source in sources.items()],
         can_subset=True,
         pool="landing_raw_cdc",
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -111,13 +113,14 @@ def _silver_spec(key: dg.AssetKey, deps: list[dg.AssetKey], description: str) ->
                         description=description)  # fmt: skip
 
 
-def build_silver_assets(schema: str, tables: list[str]) -> dg.AssetsDefinition:
+def build_silver_assets(sources: dict[str, tuple[str, str]]) -> dg.AssetsDefinition:
+    tables = list(sources)
     specs = [
         _silver_spec(
             silver_key(t),
             [change_log_key(t)],
             (
-                f"Current state of PostgreSQL {schema}.{t}, kept by MERGEing its change log in LSN order: the "
+                f"Current state of PostgreSQL {'.'.join(sources[t])}, kept by MERGEing its change log in LSN order: the "
                 "newest change per primary key wins, deletes are kept as `_cdc_deleted` markers (the current "
                 "state is every row not marked deleted), a primary-key change moves the row."
             ),
@@ -258,10 +261,10 @@ cdc_kafka_sensor = kafka_sensor(
     "cdc_kafka_sensor", cdc_apply_job, lambda kafka: [kafka.cdc_topic(t) for t in _settings.cdc_table_list],
     "Requests a CDC apply run whenever Debezium has written new change records.",
 )  # fmt: skip
-raw_cdc_change_logs = build_change_log_assets(_settings.cdc_schema, _settings.cdc_table_list)
+raw_cdc_change_logs = build_change_log_assets(_settings.cdc_sources)
 change_log_checks = [
     *build_change_log_checks(_settings.cdc_table_list),
     build_capture_check(_settings.cdc_table_list),
 ]
-silver_cdc_current_state = build_silver_assets(_settings.cdc_schema, _settings.cdc_table_list)
+silver_cdc_current_state = build_silver_assets(_settings.cdc_sources)
 reconciliation_checks = build_reconciliation_checks(_settings.cdc_table_list)

@@ -28,17 +28,21 @@ class CaptureReport:
         return not self.problems
 
 
-def unconfigured_tables(bootstrap: str, topic_prefix: str, schema: str, configured: list[str]) -> list[str]:
-    """Tables whose change topics exist under the CDC prefix but are not in the configured list."""
+def unconfigured_tables(bootstrap: str, topic_prefix: str, schema: str, configured: list[str],
+                        other_schemas: tuple[str, ...] = ()) -> list[str]:  # fmt: skip
+    """Tables (by their names in the lake) whose change topics exist under the CDC prefix, for the captured
+    schemas, but are not in the configured list."""
     from lakehouse.cdc.connector import INTERNAL_TABLES
 
-    head = f"{topic_prefix}.{schema}."
-    known = {*configured, *INTERNAL_TABLES}
-    return sorted(
-        t.removeprefix(head)
-        for t in topic_names(bootstrap)
-        if t.startswith(head) and t.removeprefix(head) not in known
-    )
+    extra = []
+    for topic in topic_names(bootstrap):
+        owner, _, table = topic.removeprefix(f"{topic_prefix}.").partition(".")
+        if not topic.startswith(f"{topic_prefix}.") or not table or owner not in (schema, *other_schemas):
+            continue
+        name = table if owner == schema else f"{owner}__{table}"
+        if name not in configured and not (owner == schema and table in INTERNAL_TABLES):
+            extra.append(name)
+    return sorted(extra)
 
 
 def _connector_problems(s: LakehouseSettings, report: CaptureReport) -> None:
@@ -98,7 +102,8 @@ def capture_report(s: LakehouseSettings, topic_prefix: str | None = None) -> Cap
     _slot_problems(s, report)
     prefix = topic_prefix or s.cdc_topic_prefix
     try:
-        extra = unconfigured_tables(s.kafka_bootstrap, prefix, s.cdc_schema, s.cdc_table_list)
+        others = tuple(sorted({a for a, _ in s.cdc_sources.values()} - {s.cdc_schema}))
+        extra = unconfigured_tables(s.kafka_bootstrap, prefix, s.cdc_schema, s.cdc_table_list, others)
     except Exception as exc:  # noqa: BLE001
         report.problems.append(
             f"Kafka at {s.kafka_bootstrap} does not answer ({getattr(exc, 'problem', exc)}); "
@@ -110,7 +115,7 @@ def capture_report(s: LakehouseSettings, topic_prefix: str | None = None) -> Cap
         report.facts["no_longer_captured"] = retired  # removed from LAKEHOUSE_CDC_TABLES; silver kept
     for table in (t for t in extra if t not in retired):
         report.problems.append(
-            f"changes of {s.cdc_schema}.{table} arrive on topic {prefix}.{s.cdc_schema}.{table}, but "
+            f"changes of {'.'.join(s.cdc_source(table))} arrive on topic {prefix}.{'.'.join(s.cdc_source(table))}, but "
             f"LAKEHOUSE_CDC_TABLES does not list {table!r}: they are kept in Kafka and not landed; fix: add it "
             "to LAKEHOUSE_CDC_TABLES (or drop it from the connector's table.include.list)"
         )

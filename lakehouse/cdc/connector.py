@@ -43,7 +43,9 @@ def connector_config(s: LakehouseSettings) -> dict[str, str]:
                  "ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at")  # fmt: skip
     values = {**s.model_dump(mode="json"),
               "database_host": s.cdc_database_host or s.postgres_host, "slot_name": SLOT_NAME,
-              "table_include_list": ",".join(f"{s.cdc_schema}.{t}" for t in [*s.cdc_table_list, HEARTBEAT_TABLE]),
+              "schema_include_list": ",".join(sorted({s.cdc_schema, *(a for a, _ in s.cdc_sources.values())})),
+              "table_include_list": ",".join([*(f"{a}.{b}" for a, b in s.cdc_sources.values()),
+                                              f"{s.cdc_schema}.{HEARTBEAT_TABLE}"]),
               "heartbeat_ms": HEARTBEAT_MS, "heartbeat_query": heartbeat,
               "signal_table": f"{s.cdc_schema}.{SIGNAL_TABLE}"}  # fmt: skip
     # Each value goes inside a JSON string of the template: escaped, so quotes and backslashes survive.
@@ -60,7 +62,13 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
     """Check the configured tables, PUT the configuration (creates or updates) and wait until the connector
     and its task run; then snapshot the tables added since the last configuration (those alone) and mark
     the removed ones as no longer captured (lakehouse/cdc/tables.py)."""
-    from lakehouse.cdc.tables import captured_tables, check_tables, mark_captured, request_snapshot
+    from lakehouse.cdc.tables import (
+        captured_tables,
+        check_tables,
+        mark_captured,
+        request_snapshot,
+        silver_exists,
+    )
     from lakehouse.cdc.workload import connect
 
     base = f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}"
@@ -68,7 +76,7 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
     with connect(s) as conn:
         conn.execute(internal_tables_ddl(s.cdc_schema))
     current = requests.get(f"{base}/config", timeout=30)
-    before = captured_tables(current.json() if current.status_code == 200 else None, s.cdc_schema)
+    before = captured_tables(current.json() if current.status_code == 200 else None, s)
     resp = requests.put(f"{base}/config", json=connector_config(s), timeout=30)
     if resp.status_code not in (200, 201):
         raise StackError(f"Kafka Connect refused the Debezium connector: {resp.status_code} {resp.text[:500]}",
@@ -87,8 +95,13 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
             if before is not None:
                 added = [t for t in s.cdc_table_list if t not in before]
                 removed = [t for t in before if t not in s.cdc_table_list]
-                if added:
-                    request_snapshot(s, added, log=log)
+                returning = [t for t in added if silver_exists(s, t)]  # captured before: a blocking snapshot
+                for tables, blocking in (
+                    (returning, True),
+                    ([t for t in added if t not in returning], False),
+                ):
+                    if tables:
+                        request_snapshot(s, tables, blocking=blocking, log=log)
                 mark_captured(s, added, True, log=log)
                 mark_captured(s, removed, False, log=log)
             return

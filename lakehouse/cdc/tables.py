@@ -7,6 +7,9 @@ configured, a table added later snapshotted alone, a removed one marked as no lo
 - Added to the list of a connector that already runs: Debezium captures its changes from the restart
   on (it updates its publication itself) but does not snapshot it; an `execute-snapshot` signal (an
   incremental snapshot of that table only) brings its existing rows, while the other tables stream on.
+  A table captured before (removed, then added again) gets a blocking snapshot instead, which lets the
+  apply mark the rows deleted in the meantime.
+- Tables of other schemas: `billing.invoices` in LAKEHOUSE_CDC_TABLES, `billing__invoices` in the lake.
 - Removed from the list: its changes are no longer captured; its change log and silver table stay, and
   silver's identity says `captured: false` (shown by the Dagster asset metadata and `lakehouse cdc`).
 """
@@ -17,38 +20,43 @@ import json
 import time
 import uuid
 
-from lakehouse.settings import LakehouseSettings
+from lakehouse.settings import LakehouseSettings, cdc_sources
 from lakehouse.stack.errors import StackError
 
 TABLE_FACTS = """
-SELECT c.relname,
+SELECT n.nspname, c.relname,
        has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'),
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
        c.relreplident = 'f'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')
+WHERE n.nspname || '.' || c.relname = ANY(%s) AND c.relkind IN ('r', 'p')
 """
 
 
-def table_problems(conn, s: LakehouseSettings, tables: list[str]) -> list[str]:
+def table_problems(conn, s: LakehouseSettings, names: list[str]) -> list[str]:
     """What keeps each configured table from being captured, one line each with its fix."""
-    rows = conn.execute(TABLE_FACTS, (s.cdc_schema, tables)).fetchall()
-    facts = {name: (readable, keyed, full) for name, readable, keyed, full in rows}
+    sources = {name: s.cdc_source(name) for name in names}
+    rows = conn.execute(
+        TABLE_FACTS, ([f"{schema}.{table}" for schema, table in sources.values()],)
+    ).fetchall()
+    facts = {(schema, table): rest for schema, table, *rest in rows}
     problems = []
-    for t in tables:
-        qualified = f"{s.cdc_schema}.{t}"
-        if t not in facts:
+    for schema, table in sources.values():
+        qualified = f"{schema}.{table}"
+        if (schema, table) not in facts:
             problems.append(f"LAKEHOUSE_CDC_TABLES lists {qualified}, which is not a table of PostgreSQL database "
                             f"{s.postgres_db}; fix: create it, correct the name (or LAKEHOUSE_CDC_SCHEMA), or "
                             "remove it from LAKEHOUSE_CDC_TABLES")  # fmt: skip
-        elif not facts[t][0]:
+            continue
+        readable, keyed, whole_rows = facts[(schema, table)]
+        if not readable:
             problems.append(f"role {s.postgres_user} cannot read {qualified}; fix: GRANT USAGE ON SCHEMA "
-                            f"{s.cdc_schema} TO {s.postgres_user}; GRANT SELECT ON {qualified} TO {s.postgres_user}")  # fmt: skip
-        elif not facts[t][1]:
+                            f"{schema} TO {s.postgres_user}; GRANT SELECT ON {qualified} TO {s.postgres_user}")  # fmt: skip
+        elif not keyed:
             problems.append(f"{qualified} has no primary key, so its changes cannot be merged into silver by key; "
                             f"fix: ALTER TABLE {qualified} ADD PRIMARY KEY (...), or remove it from "
                             "LAKEHOUSE_CDC_TABLES")  # fmt: skip
-        elif not facts[t][2]:
+        elif not whole_rows:
             problems.append(f"{qualified} does not log whole rows (REPLICA IDENTITY FULL), so an update could "
                             "overwrite a large unchanged value with Debezium's placeholder and a delete would lack "
                             f"its columns; fix: ALTER TABLE {qualified} REPLICA IDENTITY FULL")  # fmt: skip
@@ -66,49 +74,61 @@ def check_tables(s: LakehouseSettings) -> None:
                          fix="; ".join(p.split("; fix: ")[1] for p in problems))  # fmt: skip
 
 
-def captured_tables(config: dict | None, schema: str) -> list[str] | None:
-    """The user tables a connector configuration captures (None when there is no connector yet)."""
+def captured_tables(config: dict | None, s: LakehouseSettings) -> list[str] | None:
+    """The user tables a connector configuration captures, by their names in the lake (None when there is
+    no connector yet)."""
     from lakehouse.cdc.connector import INTERNAL_TABLES
 
     if config is None:
         return None
     listed = [t.strip() for t in config.get("table.include.list", "").split(",") if t.strip()]
-    return [
-        t.split(".", 1)[1]
-        for t in listed
-        if t.startswith(f"{schema}.") and t.split(".", 1)[1] not in INTERNAL_TABLES
-    ]
+    internal = {f"{s.cdc_schema}.{t}" for t in INTERNAL_TABLES}
+    return list(cdc_sources(",".join(t for t in listed if t not in internal), s.cdc_schema))
 
 
-def request_snapshot(s: LakehouseSettings, tables: list[str], log=print, timeout: float = 120.0) -> str:
-    """Ask Debezium for an incremental snapshot of these tables only (a row in its signal table).
+def request_snapshot(s: LakehouseSettings, names: list[str], blocking: bool = False, log=print,
+                     timeout: float = 120.0) -> str:  # fmt: skip
+    """Ask Debezium for a snapshot of these tables only (a row in its signal table).
 
-    Only once Debezium's publication has the tables: the task that started with the new configuration
-    adds them when it starts, and a signal read by the task still running the old configuration would
+    Incremental for a table silver has never seen: its reads interleave with the stream, every other
+    table streams on. Blocking for a table captured before (removed, then added again): while it was not
+    captured, rows may have changed or gone, and only a blocking snapshot (its rows carry an LSN and its
+    last row says so) lets the apply mark what is gone as deleted; streaming pauses while it runs.
+    Sent only once Debezium's publication has the tables: the task that started with the new
+    configuration adds them when it starts, and a signal read by the task still running the old one would
     be dropped (it does not know the tables)."""
     from lakehouse.cdc.connector import SIGNAL_TABLE, SLOT_NAME
     from lakehouse.cdc.workload import connect
 
+    wanted = {s.cdc_source(n) for n in names}
     deadline = time.monotonic() + timeout
     while True:
         with connect(s) as conn:
-            published = {r[0] for r in conn.execute(
-                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s",
-                (SLOT_NAME, s.cdc_schema)).fetchall()}  # fmt: skip
-        if set(tables) <= published:
+            published = set(conn.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                                         (SLOT_NAME,)).fetchall())  # fmt: skip
+        if wanted <= published:
             break
         if time.monotonic() > deadline:
-            raise StackError(f"Debezium did not add {', '.join(sorted(set(tables) - published))} to its publication "
-                             f"{SLOT_NAME} within {timeout:.0f}s, so they cannot be snapshotted",
+            missing = ", ".join(f"{a}.{b}" for a, b in sorted(wanted - published))
+            raise StackError(f"Debezium did not add {missing} to its publication {SLOT_NAME} within {timeout:.0f}s, "
+                             "so they cannot be snapshotted",
                              fix="read `lakehouse stack logs connect`, then run `lakehouse stack up` again")  # fmt: skip
         time.sleep(0.5)
     signal_id = f"lh-{uuid.uuid4()}"  # the id column holds 42 characters
-    data = json.dumps({"data-collections": [f"{s.cdc_schema}.{t}" for t in tables], "type": "incremental"})
+    kind = "blocking" if blocking else "incremental"
+    data = json.dumps({"data-collections": [f"{a}.{b}" for a, b in sorted(wanted)], "type": kind})
     with connect(s) as conn:
         conn.execute(f'INSERT INTO "{s.cdc_schema}".{SIGNAL_TABLE} (id, type, data) VALUES (%s, %s, %s)',
                      (signal_id, "execute-snapshot", data))  # fmt: skip
-    log(f"  snapshot of {', '.join(tables)} requested (incremental; the other tables stream on)")
+    others = "streaming pauses while it runs" if blocking else "the other tables stream on"
+    log(f"  snapshot of {', '.join(names)} requested ({kind}; {others})")
     return signal_id
+
+
+def silver_exists(s: LakehouseSettings, name: str) -> bool:
+    from lakehouse.ingest.delta_sink import open_table
+
+    return open_table(s.table_uri("silver", name), s.delta_storage_options()) is not None
 
 
 def mark_captured(s: LakehouseSettings, tables: list[str], captured: bool, log=print) -> None:

@@ -16,6 +16,7 @@ def build_resources(s: LakehouseSettings) -> dict:
             events_topic=s.events_topic,
             cdc_topic_prefix=s.cdc_topic_prefix,
             cdc_schema=s.cdc_schema,
+            cdc_tables=s.cdc_tables,
         ),
         "lake": LakeResource.from_settings(s),
         "postgres": PostgresResource.from_settings(s),

@@ -147,10 +147,14 @@ class KafkaResource(dg.ConfigurableResource):
     events_topic: str = "clickstream.events"
     cdc_topic_prefix: str = "cdc"
     cdc_schema: str = "marketplace"
+    cdc_tables: str = ""  # LAKEHOUSE_CDC_TABLES: which schema each captured table is in
 
-    def cdc_topic(self, table: str) -> str:
-        """Debezium's topic for a captured source table."""
-        return f"{self.cdc_topic_prefix}.{self.cdc_schema}.{table}"
+    def cdc_topic(self, name: str) -> str:
+        """Debezium's topic for a captured table, by its name in the lake."""
+        from lakehouse.settings import cdc_source
+
+        schema, table = cdc_source(name, self.cdc_tables, self.cdc_schema)
+        return f"{self.cdc_topic_prefix}.{schema}.{table}"
 
     def topic_exists(self, topic: str) -> bool:
         try:
