@@ -166,14 +166,16 @@ def probe_table(stack):
             conn.commit()
         admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
         for future in admin.delete_topics([s.cdc_topic(table)]).values():
-            future.result()
+            future.exception()  # deleted, or never created
 
 
 def test_a_table_added_by_configuration_is_snapshotted_alone_and_mirrored_typed(stack, probe_table):
     resources = build_resources(stack)
     kafka, lake, postgres, trino = (resources[k] for k in ("kafka", "lake", "postgres", "trino"))
     table = probe_table
-    others = {t: kafka.end_offsets(kafka.cdc_topic(t)) for t in stack.cdc_table_list}
+    # where each other table's topic ends now (a table without any change yet has no topic: from 0)
+    others = {t: kafka.end_offsets(kafka.cdc_topic(t)) if kafka.topic_exists(kafka.cdc_topic(t)) else {0: 0}
+              for t in stack.cdc_table_list}  # fmt: skip
     workload = threading.Thread(
         target=run_workload, args=(stack, 150), kwargs={"rate": 20, "progress": False}
     )
@@ -196,7 +198,8 @@ def test_a_table_added_by_configuration_is_snapshotted_alone_and_mirrored_typed(
         assert not compare(stack, lake, table)
         wait_for_capture(added)
         for t, start in others.items():  # the other tables were not snapshotted again
-            assert snapshot_reads(stack.kafka_bootstrap, kafka.cdc_topic(t), start) == 0, t
+            if kafka.topic_exists(kafka.cdc_topic(t)):
+                assert snapshot_reads(stack.kafka_bootstrap, kafka.cdc_topic(t), start) == 0, t
 
         # updates, deletes and inserts of every type, then a widening ALTER (integer -> bigint)
         rng = random.Random(7)

@@ -323,5 +323,8 @@ def test_captured_tables_of_other_schemas_take_qualified_names_in_the_lake():
         "payments": ("marketplace", "payments"),
     }
     assert cdc_source("billing__invoices", tables, "marketplace") == ("billing", "invoices")
-    assert cdc_source("gone__table", tables, "marketplace") == ("gone", "table")  # removed from the list since
+    assert cdc_source("gone__table", tables, "marketplace") == (
+        "gone",
+        "table",
+    )  # removed from the list since
     assert cdc_source("coupons", tables, "marketplace") == ("marketplace", "coupons")
