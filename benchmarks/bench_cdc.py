@@ -123,6 +123,7 @@ def snapshot_throughput(s, rows: int) -> tuple[float, float]:
     with connect(s) as conn:
         conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, status text, "
                      "placed_at timestamptz NOT NULL, quantity integer)")  # fmt: skip
+        conn.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
         conn.execute(f"INSERT INTO {table} SELECT g, (g % 100000) / 100.0, 'placed', now() - g * interval '1 s', "
                      f"g % 7 FROM generate_series(1, {rows}) g")  # fmt: skip
         conn.commit()
