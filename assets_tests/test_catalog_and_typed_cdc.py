@@ -364,25 +364,33 @@ def test_spark_and_trino_share_the_metastore_which_survives_a_restart(stack, nam
 
 
 def test_tables_that_cannot_be_captured_are_refused_at_configuration_time(stack):
-    """A listed table that does not exist, has no primary key, does not log whole rows, or sits in a schema
-    the capture role cannot read: `lakehouse stack up` (ensure_connector) refuses before touching the
-    connector, naming each table and its fix."""
+    """A listed table that does not exist, has no primary key, does not log whole rows, that the capture role
+    cannot read or does not own, or that is partitioned: `lakehouse stack up` (ensure_connector) refuses
+    before touching the connector, naming each table and its fix."""
     from lakehouse.stack.services import Postgres
 
     s = stack
     tag = datetime.now(UTC).strftime("%H%M%S%f")
     nokey, partial, hidden = f"nokey_{tag}", f"partial_{tag}", f"hidden_{tag}"
+    foreign, parted = f"foreign_{tag}", f"parted_{tag}"
     with connect(s) as conn:
         conn.execute(f'CREATE TABLE "{s.cdc_schema}"."{nokey}" (id bigint, note text)')
         conn.execute(f'CREATE TABLE "{s.cdc_schema}"."{partial}" (id bigint PRIMARY KEY, note text)')
+        conn.execute(
+            f'CREATE TABLE "{s.cdc_schema}"."{parted}" (id bigint PRIMARY KEY) PARTITION BY RANGE (id)'
+        )
         conn.commit()
-    with Postgres()._connect(s, dbname=s.postgres_db) as admin:  # a table the lakehouse role may not read
-        admin.execute(f'CREATE TABLE "{s.cdc_schema}"."{hidden}" (id bigint PRIMARY KEY)')
-        admin.execute(f'ALTER TABLE "{s.cdc_schema}"."{hidden}" REPLICA IDENTITY FULL')
+    with Postgres()._connect(s, dbname=s.postgres_db) as admin:  # tables of another role
+        for t in (hidden, foreign):
+            admin.execute(f'CREATE TABLE "{s.cdc_schema}"."{t}" (id bigint PRIMARY KEY)')
+            admin.execute(f'ALTER TABLE "{s.cdc_schema}"."{t}" REPLICA IDENTITY FULL')
+        admin.execute(f'GRANT SELECT ON "{s.cdc_schema}"."{foreign}" TO "{s.postgres_user}"')
     before = requests.get(
         f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10
     ).json()
-    bad = s.model_copy(update={"cdc_tables": f"{s.cdc_tables},missing_{tag},{nokey},{partial},{hidden}"})
+    bad = s.model_copy(
+        update={"cdc_tables": f"{s.cdc_tables},missing_{tag},{nokey},{partial},{hidden},{foreign},{parted}"}
+    )
     try:
         with pytest.raises(StackError) as refused:
             ensure_connector(bad, log=lambda _: None)
@@ -393,13 +401,15 @@ def test_tables_that_cannot_be_captured_are_refused_at_configuration_time(stack)
             f"{s.cdc_schema}.{partial} does not log whole rows" in problem and "REPLICA IDENTITY FULL" in fix
         )
         assert f"cannot read {s.cdc_schema}.{hidden}" in problem and "GRANT SELECT" in fix
+        assert f"does not own {s.cdc_schema}.{foreign}" in problem and "OWNER TO" in fix
+        assert f"{s.cdc_schema}.{parted} is a partitioned table" in problem
         after = requests.get(
             f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10
         ).json()
         assert after == before  # the connector was not touched
     finally:
         with Postgres()._connect(s, dbname=s.postgres_db) as admin:
-            for t in (nokey, partial, hidden):
+            for t in (nokey, partial, hidden, foreign, parted):
                 admin.execute(f'DROP TABLE IF EXISTS "{s.cdc_schema}"."{t}"')
 
 

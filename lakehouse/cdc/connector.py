@@ -63,11 +63,11 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
     and its task run; then snapshot the tables added since the last configuration (those alone) and mark
     the removed ones as no longer captured (lakehouse/cdc/tables.py)."""
     from lakehouse.cdc.tables import (
+        captured_before,
         captured_tables,
         check_tables,
         mark_captured,
         request_snapshot,
-        silver_exists,
     )
     from lakehouse.cdc.workload import connect
 
@@ -95,7 +95,7 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
             if before is not None:
                 added = [t for t in s.cdc_table_list if t not in before]
                 removed = [t for t in before if t not in s.cdc_table_list]
-                returning = [t for t in added if silver_exists(s, t)]  # captured before: a blocking snapshot
+                returning = captured_before(s, added)  # captured before: a blocking snapshot
                 for tables, blocking in (
                     (returning, True),
                     ([t for t in added if t not in returning], False),

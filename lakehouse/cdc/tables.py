@@ -1,7 +1,8 @@
 """Which tables are captured is configuration (LAKEHOUSE_CDC_TABLES): checked when the connector is
 configured, a table added later snapshotted alone, a removed one marked as no longer captured.
 
-- Refused at configuration time, with the fix: a table that does not exist, has no primary key (its
+- Refused at configuration time, with the fix: a table that does not exist, is partitioned, is not
+  owned by the capture role (Debezium adds it to its publication), has no primary key (its
   changes could not be merged by key), that the capture role cannot read, or that does not log whole
   rows (REPLICA IDENTITY FULL: otherwise an update carries a placeholder for a large unchanged value).
 - Added to the list of a connector that already runs: Debezium captures its changes from the restart
@@ -27,7 +28,9 @@ TABLE_FACTS = """
 SELECT n.nspname, c.relname,
        has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'),
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       c.relreplident = 'f'
+       c.relreplident = 'f',
+       pg_has_role(c.relowner, 'USAGE'),
+       c.relkind = 'p'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname || '.' || c.relname = ANY(%s) AND c.relkind IN ('r', 'p')
 """
@@ -48,14 +51,20 @@ def table_problems(conn, s: LakehouseSettings, names: list[str]) -> list[str]:
                             f"{s.postgres_db}; fix: create it, correct the name (or LAKEHOUSE_CDC_SCHEMA), or "
                             "remove it from LAKEHOUSE_CDC_TABLES")  # fmt: skip
             continue
-        readable, keyed, whole_rows = facts[(schema, table)]
-        if not readable:
+        readable, keyed, whole_rows, owned, partitioned = facts[(schema, table)]
+        if partitioned:
+            problems.append(f"{qualified} is a partitioned table, whose changes PostgreSQL publishes per partition; "
+                            "fix: list its partitions in LAKEHOUSE_CDC_TABLES instead, or remove it")  # fmt: skip
+        elif not readable:
             problems.append(f"role {s.postgres_user} cannot read {qualified}; fix: GRANT USAGE ON SCHEMA "
                             f"{schema} TO {s.postgres_user}; GRANT SELECT ON {qualified} TO {s.postgres_user}")  # fmt: skip
         elif not keyed:
             problems.append(f"{qualified} has no primary key, so its changes cannot be merged into silver by key; "
                             f"fix: ALTER TABLE {qualified} ADD PRIMARY KEY (...), or remove it from "
                             "LAKEHOUSE_CDC_TABLES")  # fmt: skip
+        elif not owned:  # Debezium adds the table to its publication, which only the table's owner may do
+            problems.append(f"role {s.postgres_user} does not own {qualified}, so Debezium cannot add it to its "
+                            f"publication; fix: ALTER TABLE {qualified} OWNER TO {s.postgres_user}")  # fmt: skip
         elif not whole_rows:
             problems.append(f"{qualified} does not log whole rows (REPLICA IDENTITY FULL), so an update could "
                             "overwrite a large unchanged value with Debezium's placeholder and a delete would lack "
@@ -125,10 +134,13 @@ def request_snapshot(s: LakehouseSettings, names: list[str], blocking: bool = Fa
     return signal_id
 
 
-def silver_exists(s: LakehouseSettings, name: str) -> bool:
-    from lakehouse.ingest.delta_sink import open_table
+def captured_before(s: LakehouseSettings, names: list[str]) -> list[str]:
+    """The tables whose change topic exists: captured before (a topic outlives the table's removal from the
+    list), whatever lake schema prefix this process writes to."""
+    from lakehouse.resources.kafka import topic_names
 
-    return open_table(s.table_uri("silver", name), s.delta_storage_options()) is not None
+    topics = topic_names(s.kafka_bootstrap)
+    return [n for n in names if s.cdc_topic(n) in topics]
 
 
 def mark_captured(s: LakehouseSettings, tables: list[str], captured: bool, log=print) -> None:
