@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 FLINK_VENV := streaming/.venv
+BI_VENV := bi/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
 .PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime
@@ -14,7 +15,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: system-deps $(BIN)/.installed $(FLINK_VENV)/.installed dbt_project/target/manifest.json  ## install everything (idempotent)
+setup: system-deps $(BIN)/.installed $(FLINK_VENV)/.installed $(BI_VENV)/.installed dbt_project/target/manifest.json  ## install everything (idempotent)
 	@$(BIN)/lakehouse stack fetch
 
 system-deps:  ## Java, Maven and PostgreSQL from Debian packages, when missing
@@ -33,6 +34,14 @@ $(FLINK_VENV)/.installed: streaming/requirements.txt streaming/requirements.lock
 	@$(FLINK_VENV)/bin/python -m pip install -q --upgrade pip
 	@$(FLINK_VENV)/bin/python -m pip install -q -c streaming/requirements.lock -r streaming/requirements.txt
 	@$(FLINK_VENV)/bin/python -c "import pyflink; print('setup: pyflink', pyflink.__file__)"
+	@touch $@
+
+$(BI_VENV)/.installed: bi/requirements.txt bi/requirements.lock
+	@echo "setup: Superset environment in $(BI_VENV) (its own: Superset pins SQLAlchemy < 2 and older pandas) ..."
+	@test -x $(BI_VENV)/bin/python || $(PYTHON) -m venv $(BI_VENV)
+	@$(BI_VENV)/bin/python -m pip install -q --upgrade pip
+	@$(BI_VENV)/bin/python -m pip install -q -c bi/requirements.lock -r bi/requirements.txt
+	@$(BI_VENV)/bin/python -c "import superset, trino, pinotdb; print('setup: superset', superset.__file__)"
 	@touch $@
 
 dbt_project/target/manifest.json: $(BIN)/.installed $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f) dbt_project/dbt_project.yml

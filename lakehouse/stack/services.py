@@ -395,6 +395,18 @@ class Postgres(Service):
                 log(f"  created database {s.postgres_db} owned by {s.postgres_user}")
         self._apply_oltp_schema(s, host=str(self.socket_dir(s)))
 
+    def ensure_database(self, s, name: str, purpose: str, log) -> None:
+        """A service's own database (the metastore's, Superset's), owned by the stack's PostgreSQL role."""
+        from psycopg import sql
+
+        if not (self.socket_dir(s) / f".s.PGSQL.{s.postgres_port}").exists():
+            return  # PostgreSQL served elsewhere (docker compose): its init script made the database
+        with self._connect(s) as conn:
+            if not conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("create database {} owner {}").format(
+                    sql.Identifier(name), sql.Identifier(s.postgres_user)))  # fmt: skip
+                log(f"  created database {name} for {purpose}")
+
     def _apply_oltp_schema(self, s, host: str | None = None) -> None:
         """The marketplace's OLTP tables in LAKEHOUSE_CDC_SCHEMA, created as their owner (Debezium's
         publication needs ownership)."""
@@ -466,19 +478,6 @@ class HiveMetastore(Service):
         self._home(s, log)
         fetch.jar_set("hive-metastore", s.cache_dir, log=log)
 
-    def _database(self, s, log) -> None:
-        """The metastore's own database, owned by the stack's PostgreSQL role."""
-        from psycopg import sql
-
-        postgres = Postgres()
-        if not (postgres.socket_dir(s) / f".s.PGSQL.{s.postgres_port}").exists():
-            return  # PostgreSQL served elsewhere (docker compose): its init script made the database
-        with postgres._connect(s) as conn:
-            if not conn.execute("select 1 from pg_database where datname = %s", (s.metastore_db,)).fetchone():
-                conn.execute(sql.SQL("create database {} owner {}").format(
-                    sql.Identifier(s.metastore_db), sql.Identifier(s.postgres_user)))  # fmt: skip
-                log(f"  created database {s.metastore_db} for the metastore")
-
     def _schema_ready(self, s) -> bool:
         import psycopg
 
@@ -524,7 +523,7 @@ class HiveMetastore(Service):
             "logger.hms.name = org.apache.hadoop.hive.metastore.HiveMetaStore\nlogger.hms.level = INFO\n"
         ))  # fmt: skip
         classpath = f"{conf_dir}:{home}/lib/*:{hadoop}/*"
-        self._database(s, log)
+        Postgres().ensure_database(s, s.metastore_db, "the metastore", log)
         if not self._schema_ready(s):
             log(f"  creating the metastore's schema in PostgreSQL database {s.metastore_db} ...")
             proc = subprocess.run(
@@ -896,6 +895,107 @@ class Pinot(Service):
         return None
 
 
+SUPERSET_VERSION = "6.1.0"
+BI_DIR = Path(__file__).resolve().parent.parent.parent / "bi"
+
+
+class Superset(Service):
+    """Apache Superset in its own environment (bi/.venv), served by gunicorn, metadata in PostgreSQL."""
+
+    name = "superset"
+    description = f"Apache Superset {SUPERSET_VERSION} (dashboards)"
+    start_timeout = 240.0
+
+    def ports(self, s):
+        return {s.superset_port: "Superset web and API"}
+
+    def url(self, s):
+        return s.superset_url
+
+    def _bin(self, tool: str) -> Path:
+        path = BI_DIR / ".venv" / "bin" / tool
+        if not path.exists():
+            raise StackError(f"Superset's environment has no {tool} ({path})",
+                             fix="run `make setup` (it creates bi/.venv with Superset and its drivers)")  # fmt: skip
+        return path
+
+    def fetch(self, s, log):
+        self._bin("superset")
+
+    def environment(self, s) -> dict[str, str]:
+        """The environment of every Superset process: its configuration and secrets, never its argv."""
+        from urllib.parse import quote
+
+        metadata = (f"postgresql+psycopg2://{quote(s.postgres_user, safe='')}:{quote(s.postgres_password, safe='')}"
+                    f"@{s.postgres_host}:{s.postgres_port}/{quote(s.superset_db, safe='')}")  # fmt: skip
+        return {
+            **os.environ,
+            "SUPERSET_CONFIG_PATH": str(BI_DIR / "superset_config.py"),
+            "SUPERSET_HOME": str(s.home / "superset"),
+            "SUPERSET_SECRET_KEY": s.superset_secret_key,
+            "SUPERSET_METADATA_URI": metadata,
+            "SUPERSET_DASHBOARD_VIRTUALIZATION": "true" if s.superset_dashboard_virtualization else "false",
+            "FLASK_APP": "superset",
+        }
+
+    def _superset(self, s, *args: str, secret: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(self._bin("superset")), *args], capture_output=True, text=True,
+                              env=self.environment(s), timeout=900)  # fmt: skip
+        if proc.returncode != 0:
+            output = (proc.stdout + proc.stderr)[-1500:]
+            if secret:
+                output = output.replace(secret, "***")
+            raise StackError(f"`superset {args[0]} {args[1] if len(args) > 1 else ''}` failed:\n{output}",
+                             fix=f"read the error above; Superset's metadata is PostgreSQL database {s.superset_db} "
+                                 "(drop it to start over)")  # fmt: skip
+        return proc
+
+    def _bootstrap(self, s, log) -> None:
+        """Metadata schema, roles and the admin, idempotently: `db upgrade` every time (quick when current),
+        `init` once per Superset version, the admin created, or its password reset when the setting changed."""
+        import hashlib
+        import json
+
+        marker = s.home / "superset" / "bootstrap.json"
+        done = json.loads(marker.read_text()) if marker.exists() else {}
+        log("  superset: metadata schema (superset db upgrade) ...")
+        self._superset(s, "db", "upgrade")
+        if done.get("version") != SUPERSET_VERSION or done.get("db") != s.superset_db:
+            log("  superset: roles and permissions (superset init) ...")
+            self._superset(s, "init")
+            done = {"version": SUPERSET_VERSION, "db": s.superset_db}
+        admin = hashlib.sha256(f"{s.superset_admin_user}\0{s.superset_admin_password}".encode()).hexdigest()
+        if done.get("admin") != admin:
+            user, password = s.superset_admin_user, s.superset_admin_password
+            created = self._superset(s, "fab", "create-admin", "--username", user, "--firstname", "Lakehouse",
+                                     "--lastname", "Admin", "--email", f"{user}@lakehouse.local",
+                                     "--password", password, secret=password)  # fmt: skip
+            if "already exist" in (created.stdout + created.stderr):
+                self._superset(s, "fab", "reset-password", "--username", user, "--password", password,
+                               secret=password)  # fmt: skip
+            log(f"  superset: admin {user} ready")
+            done["admin"] = admin
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(done))
+
+    def prepare(self, s, log):
+        Postgres().ensure_database(s, s.superset_db, "Superset's metadata", log)
+        (s.home / "superset").mkdir(parents=True, exist_ok=True)
+        self._bootstrap(s, log)
+        cmd = [str(self._bin("gunicorn")), "--bind", f"127.0.0.1:{s.superset_port}",
+               "--workers", str(s.superset_workers), "--worker-class", "gthread", "--threads", "4",
+               "--timeout", "120", "--limit-request-line", "0", "--limit-request-field_size", "0",
+               "superset.app:create_app()"]  # fmt: skip
+        return Launch(cmd=cmd, env=self.environment(s), cwd=s.home / "superset")
+
+    def health(self, s):
+        try:
+            answer = requests.get(f"{s.superset_url}/health", timeout=5)
+        except requests.RequestException:
+            return f"web port {s.superset_port} not answering yet"
+        return None if answer.status_code == 200 else f"/health answers {answer.status_code}"
+
+
 SERVICES: list[Service] = [
     ObjectStore(),
     Postgres(),
@@ -905,6 +1005,7 @@ SERVICES: list[Service] = [
     Trino(),
     ZooKeeper(),
     Pinot(),
+    Superset(),
 ]
 
 
