@@ -199,19 +199,23 @@ class LakehouseSettings(BaseSettings):
     superset_port: Port = 8088
     superset_db: str = Field("lakehouse_superset", description="Superset's metadata database in PostgreSQL")
     superset_secret_key: str = Field(
-        "lakehouse-local-superset-secret", description="signs Superset's sessions; set your own beyond one machine"
+        "lakehouse-local-superset-secret",
+        description="signs Superset's sessions; set your own beyond one machine",
     )
     superset_admin_user: str = "admin"
     superset_admin_password: str = "lakehouse-local-secret"
     superset_workers: int = Field(2, ge=1, description="gunicorn worker processes of the Superset webserver")
     superset_dashboard_virtualization: bool = Field(
-        False, description="Superset's DASHBOARD_VIRTUALIZATION: charts below the fold render only when scrolled to"
+        False,
+        description="Superset's DASHBOARD_VIRTUALIZATION: charts below the fold render only when scrolled to",
     )
     superset_trino_password: str | None = Field(
-        None, description="the password Superset's Trino database connects with (sent at import, never in the bundle)"
+        None,
+        description="the password Superset's Trino database connects with (sent at import, never in the bundle)",
     )
     superset_pinot_password: str | None = Field(
-        None, description="the password Superset's Pinot database connects with (sent at import, never in the bundle)"
+        None,
+        description="the password Superset's Pinot database connects with (sent at import, never in the bundle)",
     )
 
     # Spark (local mode by default; a spark://, yarn or sc:// master by configuration)
