@@ -56,6 +56,7 @@ def test_compose_defaults_match_the_settings_defaults(clean_env):
     assert found, "compose should give its LAKEHOUSE_* variables defaults"
     for var, default in found:
         value = getattr(defaults, var.removeprefix("LAKEHOUSE_").lower())
+        value = str(value).lower() if isinstance(value, bool) else value  # compose spells booleans lower case
         assert str(value) == default, f"{var}: compose default {default!r} != settings default {value!r}"
 
 

@@ -10,6 +10,7 @@ from lakehouse.batch.schedules import (
     gold_automation_sensor,
     late_events_sensor,
 )
+from lakehouse.bi.assets import bi_automation_sensor, dashboard_assets, dashboard_checks, superset_bundle
 from lakehouse.cdc.assets import (
     cdc_apply_job,
     cdc_kafka_sensor,
@@ -60,6 +61,8 @@ defs = dg.Definitions(
         *stream_job_assets,
         realtime_outputs_landed,
         *pinot_table_assets,
+        superset_bundle,
+        *dashboard_assets,
     ],
     asset_checks=[
         *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
@@ -71,6 +74,7 @@ defs = dg.Definitions(
         *stream_job_checks,
         *landed_checks,
         *pinot_lag_checks,
+        *dashboard_checks,
     ],
     jobs=[
         all_assets_job,
@@ -86,6 +90,7 @@ defs = dg.Definitions(
         gold_automation_sensor,
         late_events_sensor,
         stream_jobs_watchdog,
+        bi_automation_sensor,
     ],
     schedules=[table_maintenance_schedule, daily_batch_schedule],
     resources={**build_resources(settings), "dbt": dbt_resource()},

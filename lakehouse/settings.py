@@ -209,6 +209,12 @@ class LakehouseSettings(BaseSettings):
         False,
         description="Superset's DASHBOARD_VIRTUALIZATION: charts below the fold render only when scrolled to",
     )
+    superset_trino_host: str | None = Field(
+        None, description="Trino's host as Superset sees it (default: trino_host; `trino` in compose)"
+    )
+    superset_pinot_host: str | None = Field(
+        None, description="Pinot's host as Superset sees it (default: 127.0.0.1; `pinot` in compose)"
+    )
     superset_trino_password: str | None = Field(
         None,
         description="the password Superset's Trino database connects with (sent at import, never in the bundle)",

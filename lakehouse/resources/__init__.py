@@ -5,6 +5,7 @@ from lakehouse.resources.lake import LakeResource
 from lakehouse.resources.pinot import PinotResource
 from lakehouse.resources.postgres import PostgresResource
 from lakehouse.resources.spark import LakehouseSparkResource
+from lakehouse.resources.superset import SupersetResource
 from lakehouse.resources.trino import TrinoResource
 from lakehouse.settings import LakehouseSettings
 
@@ -23,4 +24,5 @@ def build_resources(s: LakehouseSettings) -> dict:
         "trino": TrinoResource.from_settings(s),
         "spark": LakehouseSparkResource.from_settings(s),
         "pinot": PinotResource.from_settings(s),
+        "superset": SupersetResource.from_settings(s),
     }

@@ -10,6 +10,19 @@ from deltalake.exceptions import TableNotFoundError
 from lakehouse.settings import LakehouseSettings
 
 
+def s3_client(s: LakehouseSettings, connect_timeout: float = 10, read_timeout: float = 60, attempts: int = 3):
+    """A boto3 S3 client of the object store (path-style, the settings' credentials)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=s.s3_endpoint, region_name=s.s3_region,
+        aws_access_key_id=s.s3_access_key, aws_secret_access_key=s.s3_secret_key,
+        config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                      retries={"max_attempts": attempts}, s3={"addressing_style": "path"}),
+    )  # fmt: skip
+
+
 class LakeResource(dg.ConfigurableResource):
     """Where each layer's Delta tables live (`s3://<bucket>/<prefix><layer>/<table>`) and how to reach them."""
 
@@ -41,6 +54,16 @@ class LakeResource(dg.ConfigurableResource):
     @property
     def storage_options(self) -> dict[str, str]:
         return self._settings().delta_storage_options()
+
+    def put_object(self, key: str, data: bytes) -> str:
+        """Store a file (not a table) under this environment's prefix; its s3:// URI."""
+        key = f"{self.schema_prefix}{key}"
+        s3_client(self._settings()).put_object(Bucket=self.bucket, Key=key, Body=data)
+        return f"s3://{self.bucket}/{key}"
+
+    def get_object(self, key: str) -> bytes:
+        answer = s3_client(self._settings()).get_object(Bucket=self.bucket, Key=f"{self.schema_prefix}{key}")
+        return answer["Body"].read()
 
     def table(self, layer: str, table: str) -> DeltaTable | None:
         """The Delta table, or None if it has not been written yet."""

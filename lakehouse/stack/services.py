@@ -228,14 +228,9 @@ class ObjectStore(Service):
         return Launch(cmd=cmd, env=env, cwd=data)
 
     def _client(self, s):
-        import boto3
-        from botocore.config import Config
+        from lakehouse.resources.lake import s3_client
 
-        return boto3.client(
-            "s3", endpoint_url=s.s3_endpoint, region_name=s.s3_region,
-            aws_access_key_id=s.s3_access_key, aws_secret_access_key=s.s3_secret_key,
-            config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}),
-        )  # fmt: skip
+        return s3_client(s, connect_timeout=2, read_timeout=10, attempts=1)
 
     def health(self, s):
         if not _tcp_open("127.0.0.1", s.s3_port):
