@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from conftest import wait_until
 
 from lakehouse.demo import dagster_env, materialize_command
 from lakehouse.generator.clickstream import GeneratorConfig, encode, event_day, generate_events, produce
@@ -186,3 +187,290 @@ def test_every_layer_is_queryable_in_trino_and_follows_schema_evolution(namespac
     assert columns.get("coupon_code") == "varchar", columns
     assert trino.query(f"SELECT coupon_code FROM {trino.qualified(lake, 'bronze', 'clickstream_events')} "
                        "WHERE event_id = 'schema-evolution-probe'") == [("WELCOME10",)]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dashboards: the same run imported both Superset dashboards (bi/*) in this namespace, from Kafka to chart.
+
+
+def _superset(s):
+    from lakehouse.bi.superset_api import SupersetClient
+
+    return SupersetClient(s.superset_url, s.superset_admin_user, s.superset_admin_password)
+
+
+def _bundle_files(s) -> dict[str, str]:
+    from lakehouse.bi import bundle
+
+    return bundle.read_zip(LakeResource.from_settings(s).get_object("bi/superset_bundle.zip"))
+
+
+def _ours(s, export: dict[str, str]) -> dict[str, str]:
+    """Superset's exported files of this namespace's objects (by the bundle's UUIDs)."""
+    import yaml
+
+    uuids = {str(yaml.safe_load(t).get("uuid")) for t in _bundle_files(s).values()} - {"None"}
+    return {p: t for p, t in export.items() if str(yaml.safe_load(t).get("uuid")) in uuids}
+
+
+def _boards(s) -> dict[str, dict]:
+    import json
+
+    from lakehouse.bi import bundle
+    from lakehouse.bi.definitions import load_definitions
+    from lakehouse.warehouse.assets import dbt_project
+
+    defs = load_definitions(json.loads(dbt_project.manifest_path.read_text()))
+    client = _superset(s)
+    out = {}
+    for key, board in defs.dashboards.items():
+        found = client.dashboard(bundle.slug(s, board))
+        assert found is not None, f"dashboard {board.title} was not imported"
+        out[key] = {**found, "charts": client.dashboard_charts(found["id"]), "definition": board,
+                    "datasets": defs.datasets}  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def live_orders(namespace, produced):
+    """Orders placed in the last minutes (the merchant dashboard charts the last 15), seen by Pinot."""
+    from lakehouse.cdc.workload import run_workload
+    from lakehouse.realtime.pinot import PinotClient
+
+    s = namespace.settings
+    run_workload(s, 60, rate=30, progress=False)
+    pinot = PinotClient.from_settings(s)
+    table = s.pinot_table("merchant_orders")
+    wait_until(lambda: pinot.count(table, "WHERE created_at > now() - 300000") > 0, 120,
+               "recent orders in Pinot's merchant_orders")  # fmt: skip
+
+
+def test_both_database_uris_connect_inside_the_superset_environment(namespace, produced):
+    """The bundle's SQLAlchemy URIs, opened with Superset's own drivers in bi/.venv (SQLAlchemy 1.4)."""
+    from lakehouse.bi import bundle
+    from lakehouse.bi.definitions import Database
+    from lakehouse.settings import REPO_ROOT
+
+    s = namespace.settings
+    probes = {
+        bundle.sqlalchemy_uri(s, Database("gold", "gold", "trino")): f"SELECT count(*) FROM {s.schema('gold')}.daily_kpis",
+        bundle.sqlalchemy_uri(s, Database("rt", "rt", "pinot")): f"SELECT COUNT(*) FROM {s.pinot_table('merchant_orders')}",
+    }  # fmt: skip
+    script = (
+        "import sys, sqlalchemy\n"
+        "engine = sqlalchemy.create_engine(sys.argv[1])\n"
+        "with engine.connect() as c: print(sqlalchemy.__version__, c.execute(sqlalchemy.text(sys.argv[2])).scalar())\n"
+    )
+    for uri, sql in probes.items():
+        proc = subprocess.run([str(REPO_ROOT / "bi" / ".venv" / "bin" / "python"), "-c", script, uri, sql],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, f"{uri}: {proc.stderr[-2000:]}"
+        version, count = proc.stdout.split()
+        assert version.startswith("1.4.") and int(count) > 0, (uri, proc.stdout)
+
+
+def test_the_run_imported_both_dashboards_with_every_chart(namespace, produced):
+    boards = _boards(namespace.settings)
+    for board in boards.values():
+        names = sorted(c["slice_name"] for c in board["charts"])
+        assert names == sorted(c.name for c in board["definition"].charts), board["dashboard_title"]
+
+
+def _normal(value):
+    """One spelling for a value from Superset's JSON and from a driver: numbers rounded, times as epoch ms."""
+    from datetime import date
+
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return round(value.timestamp() * 1000)
+    if isinstance(value, date):
+        return round(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
+    return round(float(value), 6)
+
+
+def test_every_chart_returns_the_rows_of_its_query_run_directly(namespace, produced, live_orders):
+    """For each chart: `GET /api/v1/chart/{id}/data/` (the saved query_context) against the SQL Superset
+    generates for it, run straight on Trino or Pinot. Charts over a moving window (now()) get a retry."""
+    from lakehouse.realtime.pinot import PinotClient
+
+    s = namespace.settings
+    client, trino, pinot = _superset(s), TrinoResource.from_settings(s), PinotClient.from_settings(s)
+    compared = {}
+    for board in _boards(s).values():
+        datasets = {c.name: c for c in board["definition"].charts}
+        for chart in board["charts"]:
+            definition = datasets[chart["slice_name"]]
+            for _attempt in range(3):
+                result = client.chart_data(chart["id"])["result"][0]
+                sql = client.chart_query(chart["id"]).strip().rstrip(";")
+                on_pinot = board["datasets"][definition.dataset].engine == "pinot"
+                direct = pinot.query(sql) if on_pinot else trino.query(sql)
+                via_superset = sorted(
+                    tuple(_normal(r[c]) for c in result["colnames"]) for r in result["data"]
+                )
+                straight = sorted(tuple(_normal(v) for v in row) for row in direct)
+                if via_superset == straight or not (definition.where and "now()" in definition.where):
+                    break
+            assert via_superset == straight, f"{chart['slice_name']}: Superset and the direct query differ"
+            assert via_superset, f"{chart['slice_name']} has no rows"
+            compared[chart["slice_name"]] = len(via_superset)
+    assert len(compared) == 12, compared
+    # And against independent SQL on gold: the headline number and the funnel's first and last steps.
+    gold = s.schema("gold")
+    (revenue,) = trino.query(f"SELECT sum(revenue) FROM {gold}.daily_kpis")[0]
+    boards = _boards(s)
+    chart = next(c for c in boards["management_daily"]["charts"] if c["slice_name"] == "Revenue, all days")
+    assert _normal(client.chart_data(chart["id"])["result"][0]["data"][0]["SUM(revenue)"]) == _normal(revenue)
+    funnel = next(c for c in boards["management_daily"]["charts"] if c["slice_name"] == "Conversion funnel")
+    steps = {r["step"]: r["SUM(events)"] for r in client.chart_data(funnel["id"])["result"][0]["data"]}
+    impressions, purchases = trino.query(f"SELECT sum(impressions), sum(purchases) FROM {gold}.daily_funnel")[
+        0
+    ]
+    assert (steps["1 impressions"], steps["5 purchase"]) == (impressions, purchases)
+
+
+def test_a_second_import_changes_nothing_and_drift_is_reported(namespace, produced):
+    """Re-running the bundle and the imports leaves Superset's export of our objects byte for byte; a chart
+    edited through Superset's API (as the UI does) is reported by the drift check, and the next import
+    puts the repository's version back."""
+    import json
+
+    import dagster as dg
+
+    from lakehouse.bi import assets as bi_assets
+    from lakehouse.bi import bundle
+    from lakehouse.bi.drift import differences
+    from lakehouse.resources import build_resources
+
+    s = namespace.settings
+    client = _superset(s)
+    before = _ours(s, bundle.read_zip(client.export_all()))
+    ids_before = {k: (b["id"], sorted(c["id"] for c in b["charts"])) for k, b in _boards(s).items()}
+    run = dg.materialize(
+        [bi_assets.superset_bundle, *bi_assets.dashboard_assets], resources=build_resources(s)
+    )
+    assert run.success
+    assert _ours(s, bundle.read_zip(client.export_all())) == before
+    assert {k: (b["id"], sorted(c["id"] for c in b["charts"])) for k, b in _boards(s).items()} == ids_before
+
+    chart = next(c for c in _boards(s)["management_daily"]["charts"] if c["slice_name"] == "KPIs trend")
+    params = json.loads(client.get(f"/api/v1/chart/{chart['id']}", "read a chart").json()["result"]["params"])
+    params["row_limit"] = 7
+    answer = client.session.put(
+        f"{s.superset_url}/api/v1/chart/{chart['id']}", json={"params": json.dumps(params)}
+    )
+    assert answer.status_code == 200, answer.text
+    part = bundle.dashboard_files(_bundle_files(s), "management_daily")
+    found = differences(part, bundle.read_zip(client.export_all()))
+    assert found == ["chart 'KPIs trend': params.row_limit is 7 in Superset, 1000 in the repository"], found
+    management = next(a for a in bi_assets.dashboard_assets if a.key.path[-1] == "management_daily")
+    assert dg.materialize([management], resources=build_resources(s)).success
+    assert differences(part, bundle.read_zip(client.export_all())) == []
+
+
+def test_a_chart_removed_from_the_definitions_leaves_the_dashboard(namespace, produced):
+    """Import a bundle built from the definitions less one chart: the dashboard loses it; the repository's
+    bundle brings it back."""
+    import dataclasses
+    import json
+
+    from lakehouse.bi import bundle
+    from lakehouse.bi.definitions import load_definitions
+    from lakehouse.warehouse.assets import dbt_project
+
+    s = namespace.settings
+    client = _superset(s)
+    defs = load_definitions(json.loads(dbt_project.manifest_path.read_text()))
+    board = defs.dashboards["merchant_live"]
+    fewer = dataclasses.replace(board, charts=tuple(c for c in board.charts if c.name != "Fraud alerts"))
+    smaller = dataclasses.replace(defs, dashboards={**defs.dashboards, "merchant_live": fewer})
+    part = bundle.dashboard_files(bundle.build_files(smaller, s), "merchant_live")
+    client.import_bundle(bundle.zip_bytes(part), {})
+    names = {c["slice_name"] for c in _boards(s)["merchant_live"]["charts"]}
+    assert "Fraud alerts" not in names and len(names) == 4
+    client.import_bundle(bundle.zip_bytes(bundle.dashboard_files(_bundle_files(s), "merchant_live")), {})
+    assert "Fraud alerts" in {c["slice_name"] for c in _boards(s)["merchant_live"]["charts"]}
+
+
+def test_a_failed_import_leaves_the_dashboards_as_they_were(namespace, produced):
+    """A bundle whose dashboard is retitled but whose last chart points at a dataset the bundle lacks:
+    Superset refuses it (one transaction), names why, and nothing changed, not even the title."""
+    import yaml
+
+    from lakehouse.bi import bundle
+    from lakehouse.bi.superset_api import SupersetError
+
+    s = namespace.settings
+    client = _superset(s)
+    before = _ours(s, bundle.read_zip(client.export_all()))
+    part = bundle.dashboard_files(_bundle_files(s), "management_daily")
+    board_path = next(p for p in part if p.startswith("dashboards/"))
+    board = yaml.safe_load(part[board_path])
+    board["dashboard_title"] = "Retitled by a broken import"
+    part[board_path] = yaml.safe_dump(board)
+    chart_path = sorted(p for p in part if p.startswith("charts/"))[-1]
+    chart = yaml.safe_load(part[chart_path])
+    chart["dataset_uuid"] = "00000000-0000-4000-8000-000000000000"
+    part[chart_path] = yaml.safe_dump(chart)
+    with pytest.raises(SupersetError) as err:
+        client.import_bundle(bundle.zip_bytes(part), {})
+    assert "import the bundle" in err.value.problem
+    assert _ours(s, bundle.read_zip(client.export_all())) == before
+
+
+def test_a_refused_database_and_superset_down_are_named(namespace, produced):
+    from lakehouse.bi import bundle
+    from lakehouse.bi.definitions import Database
+    from lakehouse.bi.superset_api import SupersetClient, SupersetError
+
+    s = namespace.settings
+    gold = Database("gold", "Lakehouse gold (Trino)", "trino", "superset_trino_password")
+    with pytest.raises(
+        SupersetError
+    ) as err:  # Trino here takes no password (over HTTP the driver refuses one)
+        _superset(s).test_connection(
+            "Lakehouse gold (Trino)", bundle.sqlalchemy_uri(s, gold, "wrong-password")
+        )
+    assert "cannot connect to database 'Lakehouse gold (Trino)'" in err.value.problem
+    assert "LAKEHOUSE_SUPERSET_TRINO_PASSWORD" in err.value.fix
+    with pytest.raises(SupersetError) as err:
+        SupersetClient(s.superset_url, s.superset_admin_user, "not-the-password").dashboard("x")
+    assert "refused the login of 'admin'" in err.value.problem
+    with socket_closed() as port, pytest.raises(SupersetError) as err:
+        SupersetClient(f"http://127.0.0.1:{port}", "admin", "x").export_all()
+    assert "does not answer" in err.value.problem and "lakehouse stack up superset" in err.value.fix
+
+
+def socket_closed():
+    """A port nothing listens on (bound, then released)."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def closed():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        yield port
+
+    return closed()
+
+
+def test_both_dashboards_render_every_chart_in_chromium(namespace, produced, live_orders):
+    """Headless Chromium (Debian's, through Playwright) logs in, opens each dashboard, waits until no chart
+    is loading, and finds every chart rendered and none in error; screenshots are kept as artifacts."""
+    from lakehouse.bi.browser import render_dashboards
+
+    s = namespace.settings
+    boards = _boards(s)
+    artifacts = s.home / "test-artifacts"
+    results = render_dashboards(s, [f"{s.superset_url}{b['url']}" for b in boards.values()], artifacts)
+    for board, result in zip(boards.values(), results, strict=True):
+        assert result.errors == [], f"{board['dashboard_title']}: charts in error: {result.errors}"
+        assert result.rendered == len(board["charts"]), (board["dashboard_title"], result)
+        assert result.screenshot.stat().st_size > 30_000, result.screenshot
+        print(
+            f"\n{board['dashboard_title']}: {result.rendered} charts in {result.seconds:.1f}s -> {result.screenshot}"
+        )

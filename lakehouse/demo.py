@@ -133,6 +133,25 @@ def realtime_summary(s: LakehouseSettings, events: int = 3000) -> list[str]:
     return lines
 
 
+def dashboard_summary(s: LakehouseSettings) -> list[str]:
+    """Each dashboard the run imported: its URL (from its asset's last materialization) and charts."""
+    import dagster as dg
+
+    from lakehouse.bi.assets import dashboard_assets
+
+    instance = dg.DagsterInstance.from_config(dagster_env(s)["DAGSTER_HOME"])
+    lines = []
+    for asset in dashboard_assets:
+        event = instance.get_latest_materialization_event(asset.key)
+        if event is None or event.asset_materialization is None:
+            lines.append(f"{asset.key.to_user_string():<22} not imported")
+            continue
+        meta = event.asset_materialization.metadata
+        lines.append(f"{asset.key.to_user_string():<22} {meta['url'].value}  ({meta['charts'].value} charts)")
+    lines.append(f"log in as {s.superset_admin_user} (LAKEHOUSE_SUPERSET_ADMIN_USER / _PASSWORD)")
+    return lines
+
+
 def _live_rows(lake, table: str) -> int:
     from lakehouse.cdc.apply import current_state
 
@@ -174,6 +193,9 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     print("\nreal time (Flink -> Kafka -> Pinot):", flush=True)
     for line in realtime_summary(s):
         print(f"  {line}")
+    print("\ndashboards (Superset, imported by the bi/* assets of this run):", flush=True)
+    for line in dashboard_summary(s):
+        print(f"  {line}")
     print("\nopen:")
     print(f"  Dagster UI    make ui  ->  http://127.0.0.1:{s.dagster_port}")
     print(f"  dbt docs      make docs  ->  http://127.0.0.1:{s.docs_port}  (built at {s.docs_dir})")
@@ -182,6 +204,7 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     print(f"  Trino         http://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog} in the Hive "
           f"Metastore at {s.metastore_uri}, schemas {layers})")  # fmt: skip
     print(f"  Object store  {s.s3_endpoint}  (bucket {s.bucket})")
+    print(f"  Superset      {s.superset_url}  (dashboards above; SQL Lab over the gold and Pinot databases)")
     # Raw keeps every message; the checks of this run proved each is a bronze event, a dead letter
     # or a repeated delivery. From bronze on, every layer must hold every event.
     events_per_layer = {counts["bronze (events)"], counts["silver (events)"], counts["gold (events)"]}
