@@ -10,7 +10,7 @@ FLINK_VENV := streaming/.venv
 BI_VENV := bi/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
-.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime
+.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime bench-bi
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -98,3 +98,7 @@ docs: setup  ## serve the dbt docs site the pipeline built (http://127.0.0.1:858
 
 clean: down  ## remove the environments and all local data (the download cache stays)
 	rm -rf $(VENV) $(FLINK_VENV) .lakehouse dbt_project/target
+
+bench-bi: setup  ## benchmark: Superset chart data against the same SQL sent straight to Trino/Pinot, dashboard render time
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/python benchmarks/bench_bi.py

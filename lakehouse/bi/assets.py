@@ -52,6 +52,7 @@ def _code_version() -> str:
 @dg.asset(
     key=BUNDLE_KEY, group_name="bi", kinds={"superset"}, owners=[ANALYTICS_OWNER], code_version=_code_version(),
     automation_condition=dg.AutomationCondition.on_missing() | dg.AutomationCondition.code_version_changed(),
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="The Superset export bundle (databases, datasets, charts, dashboards) built from the definitions "
     "in `bi/` and the dbt manifest's columns; stored on S3 and under the stack's home. A chart naming a dataset "
     "or column that does not exist fails here, before anything is imported.",
@@ -120,6 +121,7 @@ def _build_dashboard_asset(key: str, title: str, models: list[str], tables: list
     @dg.asset(
         key=dg.AssetKey(["bi", key]), deps=deps, group_name="bi", kinds={"superset"}, owners=[ANALYTICS_OWNER],
         automation_condition=dg.AutomationCondition.eager(), freshness_policy=DAILY_FRESHNESS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=f"The Superset dashboard **{title}**, imported from its part of `bi/superset_bundle` (it, its "
         f"charts, datasets and databases; each database connection tested first). Reads "
         f"{', '.join([*(f'gold.{m}' for m in models), *(f'Pinot {t}' for t in tables)])}.",

@@ -241,7 +241,8 @@ def current_prices_match_source(lake: LakeResource, postgres: PostgresResource) 
         if r["is_current"]:
             current.setdefault(r["product_id"], []).append(r["price"])
     source = {r["product_id"]: r["price"] for r in postgres.rows("products")}
-    wrong = {str(p): {"history": current.get(p), "source": str(price)} for p, price in source.items()
+    wrong = {str(p): {"history": [str(v) for v in current.get(p) or []], "source": str(price)}
+             for p, price in source.items()
              if current.get(p) != [price]}  # fmt: skip
     stale = [p for p in current if p not in source]
     return dg.AssetCheckResult(passed=not wrong and not stale,
