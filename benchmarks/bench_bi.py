@@ -28,7 +28,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=20, help="measured requests per chart and path")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured requests per chart and path first")
     parser.add_argument("--renders", type=int, default=3, help="times each dashboard is opened in Chromium")
@@ -47,7 +49,9 @@ def import_dashboards(s) -> None:
     from lakehouse.resources import build_resources
 
     print("importing the bundle (bi/superset_bundle, bi/*) ...", flush=True)
-    result = dg.materialize([superset_bundle, *dashboard_assets], resources=build_resources(s), raise_on_error=False)
+    result = dg.materialize(
+        [superset_bundle, *dashboard_assets], resources=build_resources(s), raise_on_error=False
+    )
     if not result.success:
         raise SystemExit("bench-bi: the import failed; see the errors above (is the stack up? `make up`)")
 
@@ -65,7 +69,9 @@ def fresh_orders(s) -> None:
             if pinot.count(table, "WHERE created_at > now() - 300000") > 0:
                 return
         except PinotRejected as exc:
-            raise SystemExit(f"bench-bi: Pinot table {table} cannot be queried ({exc}); run `make demo` first") from exc
+            raise SystemExit(
+                f"bench-bi: Pinot table {table} cannot be queried ({exc}); run `make demo` first"
+            ) from exc
         time.sleep(1)
     raise SystemExit(f"bench-bi: no recent order reached Pinot table {table} within 120 s")
 
@@ -105,7 +111,9 @@ def benchmark(args, s) -> int:
             table.append((slug, chart["slice_name"], rows_superset, statistics.median(times["superset"]),
                           percentile(times["superset"], 0.95), statistics.median(times["direct"]),
                           percentile(times["direct"], 0.95)))  # fmt: skip
-    print(f"\n{'dashboard':<17} {'chart':<38} {'rows':>5} {'superset p50/p95 ms':>20} {'direct p50/p95 ms':>18}")
+    print(
+        f"\n{'dashboard':<17} {'chart':<38} {'rows':>5} {'superset p50/p95 ms':>20} {'direct p50/p95 ms':>18}"
+    )
     for slug, name, rows, sp50, sp95, dp50, dp95 in table:
         print(f"{slug:<17} {name:<38} {rows:>5} {sp50:>10.1f} {sp95:>9.1f} {dp50:>9.1f} {dp95:>8.1f}")
     renders: dict[str, list[float]] = {slug: [] for slug in boards}
