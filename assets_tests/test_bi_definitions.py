@@ -160,3 +160,19 @@ def test_two_metrics_of_one_aggregate_on_pinot_are_refused(bi_copy):
     _edit_chart(bi_copy, "merchant_live", 2, metrics=["sum(clicks)", "sum(impressions)"], order_by=None)
     with pytest.raises(DefinitionError, match="two SUM metrics on Pinot"):
         load_definitions(MANIFEST, bi_dir=bi_copy)
+
+
+def test_broken_links_and_a_password_in_the_bundle_are_found():
+    from lakehouse.bi.definitions import Database
+
+    s = LakehouseSettings()
+    files = bundle.build_files(load_definitions(MANIFEST), s)
+    assert bundle.broken_links(files) == []
+    leaky = dict(files)
+    db = yaml.safe_load(files["databases/gold.yaml"])
+    db["sqlalchemy_uri"] = bundle.sqlalchemy_uri(s, Database("gold", "g", "trino"), "clear-text")
+    leaky["databases/gold.yaml"] = yaml.safe_dump(db)
+    del leaky["datasets/daily_kpis.yaml"]
+    found = bundle.broken_links(leaky)
+    assert "databases/gold.yaml: its URI carries a password" in found
+    assert any(f.startswith("charts/management_daily__KPIs_trend.yaml: dataset") for f in found), found

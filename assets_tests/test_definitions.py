@@ -19,7 +19,7 @@ def test_every_asset_is_described_owned_grouped_and_fresh(graph):
         name = key.to_user_string()
         assert node.description and len(node.description) > 20, name
         assert node.owners, name
-        assert node.group_name in {"raw", "bronze", "silver", "gold", "realtime", "pinot"}, name
+        assert node.group_name in {"raw", "bronze", "silver", "gold", "realtime", "pinot", "bi"}, name
         assert node.group_name == key.path[0], name
         assert node.freshness_policy is not None, name
 
@@ -60,3 +60,16 @@ def test_every_kafka_fed_table_is_written_by_one_run_at_a_time(tmp_path):
         assert node.pools, f"{key} has no concurrency pool"
     config = yaml.safe_load(ensure_dagster_instance(tmp_path).read_text())
     assert config["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_lineage_runs_from_kafka_to_each_dashboard(graph):
+    """Each dashboard reads exactly the gold models and Pinot tables its charts read (and the bundle)."""
+    parents = {k: {p.to_user_string() for p in graph.get(dg.AssetKey(["bi", k])).parent_keys}
+               for k in ("management_daily", "merchant_live")}  # fmt: skip
+    assert parents["merchant_live"] == {"bi/superset_bundle", "pinot/merchant_orders", "pinot/product_ctr",
+                                        "pinot/purchase_alerts"}  # fmt: skip
+    assert parents["management_daily"] == {"bi/superset_bundle"} | {
+        f"gold/{m}" for m in ("daily_kpis", "daily_funnel", "cart_abandonment", "product_ctr",
+                              "merchant_sales_daily", "customer_lifetime_value")}  # fmt: skip
+    upstream = graph.get(dg.AssetKey(["gold", "daily_kpis"])).parent_keys
+    assert upstream, "and gold reads silver, which reads bronze, raw and Kafka (tested above)"

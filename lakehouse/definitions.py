@@ -10,7 +10,13 @@ from lakehouse.batch.schedules import (
     gold_automation_sensor,
     late_events_sensor,
 )
-from lakehouse.bi.assets import bi_automation_sensor, dashboard_assets, dashboard_checks, superset_bundle
+from lakehouse.bi.assets import (
+    bi_automation_sensor,
+    bundle_is_self_contained,
+    dashboard_assets,
+    dashboard_checks,
+    superset_bundle,
+)
 from lakehouse.cdc.assets import (
     cdc_apply_job,
     cdc_kafka_sensor,
@@ -74,6 +80,7 @@ defs = dg.Definitions(
         *stream_job_checks,
         *landed_checks,
         *pinot_lag_checks,
+        bundle_is_self_contained,
         *dashboard_checks,
     ],
     jobs=[

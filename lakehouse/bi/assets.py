@@ -51,7 +51,9 @@ def _code_version() -> str:
 
 @dg.asset(
     key=BUNDLE_KEY, group_name="bi", kinds={"superset"}, owners=[ANALYTICS_OWNER], code_version=_code_version(),
-    automation_condition=dg.AutomationCondition.on_missing() | dg.AutomationCondition.code_version_changed(),
+    automation_condition=dg.AutomationCondition.on_missing() | dg.AutomationCondition.code_version_changed()
+    | dg.AutomationCondition.on_cron("30 5 * * *"),  # and each morning: checked against that day's manifest
+    freshness_policy=DAILY_FRESHNESS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="The Superset export bundle (databases, datasets, charts, dashboards) built from the definitions "
     "in `bi/` and the dbt manifest's columns; stored on S3 and under the stack's home. A chart naming a dataset "
@@ -78,6 +80,19 @@ def superset_bundle(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         "sha256": hashlib.sha256(data).hexdigest(), "dashboards": len(defs.dashboards), "charts": charts,
         "datasets": len(defs.datasets), "files": dg.MetadataValue.json(sorted(files)),
     })  # fmt: skip
+
+
+@dg.asset_check(asset=BUNDLE_KEY, name="bundle_is_self_contained",
+                description="The stored bundle equals the local copy, every link (chart to dataset to database, "
+                "dashboard to chart) resolves inside it, and no database URI carries a password.")  # fmt: skip
+def bundle_is_self_contained(lake: LakeResource) -> dg.AssetCheckResult:
+    s = get_settings()
+    data = lake.get_object(BUNDLE_OBJECT)
+    local = s.home / "bi" / f"{s.schema_prefix}superset_bundle.zip"
+    problems = bundle.broken_links(bundle.read_zip(data))
+    if not local.exists() or local.read_bytes() != data:
+        problems.append(f"the local copy {local} differs from the stored bundle")
+    return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)})
 
 
 def _passwords_and_checks(part: dict[str, str], superset) -> dict[str, str]:

@@ -268,6 +268,34 @@ def dashboard_files(files: dict[str, str], dashboard_key: str) -> dict[str, str]
     return out
 
 
+def broken_links(files: dict[str, str]) -> list[str]:
+    """What in a bundle points outside it, and any database URI that carries a password."""
+    from urllib.parse import urlsplit
+
+    parsed = {path: yaml.safe_load(text) for path, text in files.items() if "/" in path}
+    uuids = {kind: {str(o["uuid"]) for p, o in parsed.items() if p.startswith(f"{kind}/")}
+             for kind in ("databases", "datasets", "charts")}  # fmt: skip
+    problems = []
+    for path, obj in sorted(parsed.items()):
+        if path.startswith("databases/"):
+            secret = urlsplit(obj["sqlalchemy_uri"]).password
+            if secret and secret != MASK:
+                problems.append(f"{path}: its URI carries a password")
+        elif path.startswith("datasets/") and str(obj["database_uuid"]) not in uuids["databases"]:
+            problems.append(f"{path}: database {obj['database_uuid']} is not in the bundle")
+        elif path.startswith("charts/") and str(obj["dataset_uuid"]) not in uuids["datasets"]:
+            problems.append(f"{path}: dataset {obj['dataset_uuid']} is not in the bundle")
+        elif path.startswith("dashboards/"):
+            missing = {u for u, _ in charts_in(obj["position"])} - uuids["charts"]
+            problems.extend(f"{path}: chart {u} is not in the bundle" for u in sorted(missing))
+    return problems
+
+
+def charts_in(position: dict) -> list[tuple[str, int]]:
+    return sorted((v["meta"]["uuid"], v["meta"].get("width")) for v in position.values()
+                  if isinstance(v, dict) and v.get("type") == "CHART")  # fmt: skip
+
+
 def zip_bytes(files: dict[str, str]) -> bytes:
     """The files as a ZIP under the bundle's root folder; the same files give the same bytes."""
     buffer = io.BytesIO()

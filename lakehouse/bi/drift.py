@@ -11,13 +11,10 @@ import json
 
 import yaml
 
+from lakehouse.bi.bundle import charts_in
+
 # Params Superset rewrites with its own ids on import: not part of what the repository defines.
 VOLATILE_PARAMS = {"datasource", "slice_id", "dashboards"}
-
-
-def _charts_of(position: dict) -> list[tuple[str, int]]:
-    return sorted((v["meta"]["uuid"], v["meta"].get("width")) for v in position.values()
-                  if isinstance(v, dict) and v.get("type") == "CHART")  # fmt: skip
 
 
 def owned_fields(files: dict[str, str]) -> dict[str, tuple[str, str, dict]]:
@@ -40,7 +37,7 @@ def owned_fields(files: dict[str, str]) -> dict[str, tuple[str, str, dict]]:
                       "columns": sorted(c["column_name"] for c in obj.get("columns") or [])}  # fmt: skip
             name = obj["table_name"]
         elif kind == "dashboards":
-            fields = {"slug": obj.get("slug"), "charts": _charts_of(obj.get("position") or {})}
+            fields = {"slug": obj.get("slug"), "charts": charts_in(obj.get("position") or {})}
             name = obj["dashboard_title"]
         else:
             fields = {"sqlalchemy_uri": obj.get("sqlalchemy_uri")}
