@@ -176,3 +176,14 @@ def test_broken_links_and_a_password_in_the_bundle_are_found():
     found = bundle.broken_links(leaky)
     assert "databases/gold.yaml: its URI carries a password" in found
     assert any(f.startswith("charts/management_daily__KPIs_trend.yaml: dataset") for f in found), found
+
+
+def test_a_valid_top_accepts_any_tied_rows_and_nothing_else():
+    from top_rows import a_valid_top
+
+    full = [(1, 9), (2, 7), (3, 7), (4, 7), (5, 1)]
+    assert a_valid_top([(1, 9), (3, 7)], full, order=1, limit=2)
+    assert a_valid_top([(1, 9), (4, 7)], full, order=1, limit=2)
+    assert not a_valid_top([(1, 9), (5, 1)], full, order=1, limit=2)  # not the top
+    assert not a_valid_top([(1, 9), (6, 7)], full, order=1, limit=2)  # a row the query never returned
+    assert not a_valid_top([(1, 9)], full, order=1, limit=2)  # too few
