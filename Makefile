@@ -63,8 +63,8 @@ logs:  ## last lines of every service's log
 	@$(BIN)/lakehouse stack logs
 
 lint: $(BIN)/.installed  ## ruff over the code
-	@$(BIN)/ruff check lakehouse assets_tests streaming scripts benchmarks
-	@$(BIN)/ruff format --check lakehouse assets_tests streaming scripts benchmarks
+	@$(BIN)/ruff check lakehouse assets_tests streaming scripts benchmarks bi
+	@$(BIN)/ruff format --check lakehouse assets_tests streaming scripts benchmarks bi
 
 unit: $(BIN)/.installed  ## tests that need no running service
 	@$(BIN)/pytest -m "not stack"
@@ -97,7 +97,7 @@ docs: setup  ## serve the dbt docs site the pipeline built (http://127.0.0.1:858
 	@$(BIN)/lakehouse docs
 
 clean: down  ## remove the environments and all local data (the download cache stays)
-	rm -rf $(VENV) $(FLINK_VENV) .lakehouse dbt_project/target
+	rm -rf $(VENV) $(FLINK_VENV) $(BI_VENV) .lakehouse dbt_project/target
 
 bench-bi: setup  ## benchmark: Superset chart data against the same SQL sent straight to Trino/Pinot, dashboard render time
 	@$(BIN)/lakehouse stack up

@@ -187,3 +187,28 @@ def test_a_valid_top_accepts_any_tied_rows_and_nothing_else():
     assert not a_valid_top([(1, 9), (5, 1)], full, order=1, limit=2)  # not the top
     assert not a_valid_top([(1, 9), (6, 7)], full, order=1, limit=2)  # a row the query never returned
     assert not a_valid_top([(1, 9)], full, order=1, limit=2)  # too few
+
+
+def test_a_filter_a_slug_a_sql_dataset_and_colliding_names_are_checked(bi_copy):
+    _edit_chart(bi_copy, "merchant_live", 0, where="is_gone = 0 AND created_at > now() - 900000")
+    with pytest.raises(DefinitionError, match="reads column 'is_gone'"):
+        load_definitions(MANIFEST, bi_dir=bi_copy)
+    _edit_chart(bi_copy, "merchant_live", 0, where="status = 'is_gone' AND created_at > now() - 900000")
+    load_definitions(MANIFEST, bi_dir=bi_copy)  # a string literal is not a column
+    manifest = json.loads(json.dumps(MANIFEST))
+    node = next(n for n in manifest["nodes"].values() if n.get("name") == "daily_funnel")
+    del node["columns"]["checkouts"]
+    with pytest.raises(DefinitionError, match="dataset 'daily_funnel_steps': its SQL reads 'checkouts'"):
+        load_definitions(manifest, bi_dir=bi_copy)
+    path = bi_copy / "dashboards" / "merchant_live.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["slug"] = "Merchant_Live"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(DefinitionError, match="slug 'Merchant_Live' is not lower-case words joined by hyphens"):
+        load_definitions(MANIFEST, bi_dir=bi_copy)
+    spec["slug"] = "merchant-live"
+    spec["charts"].append({**spec["charts"][0], "name": "Sales: last 15 minutes"})  # files as Sales__last...
+    spec["charts"][0]["name"] = "Sales, last 15 minutes"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(DefinitionError, match="make the same file charts/merchant_live__Sales__last_15_minutes"):
+        bundle.build_files(load_definitions(MANIFEST, bi_dir=bi_copy), LakehouseSettings())

@@ -234,16 +234,29 @@ def _boards(s) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def live_orders(namespace, produced):
-    """Orders placed in the last minutes (the merchant dashboard charts the last 15), seen by Pinot."""
+    """Orders placed in the last minutes (the merchant dashboard charts the last 15), and three purchase
+    alerts on the fraud job's output topic (as the job writes them; its own input here is too old to flag
+    anything now), all seen by Pinot."""
+    import json
+    import time
+
     from lakehouse.cdc.workload import run_workload
+    from lakehouse.generator.clickstream import Message
     from lakehouse.realtime.pinot import PinotClient
 
     s = namespace.settings
     run_workload(s, 60, rate=30, progress=False)
+    now_ms = int(time.time() * 1000)
+    alerts = [{"event_id": f"bi-alert-{i}", "user_id": 900 + i, "product_id": 7, "merchant_id": 3,
+               "reason": ("burst", "amount")[i % 2], "amount": 250.0 + i, "usual_amount": 40.0,
+               "purchases_in_window": 5, "event_time_ms": now_ms - i * 1000} for i in range(3)]  # fmt: skip
+    produce(s, s.realtime_topic("purchase_alerts"),
+            [Message(str(a["user_id"]).encode(), json.dumps(a).encode(), "event") for a in alerts], progress=False)  # fmt: skip
     pinot = PinotClient.from_settings(s)
-    table = s.pinot_table("merchant_orders")
-    wait_until(lambda: pinot.count(table, "WHERE created_at > now() - 300000") > 0, 120,
-               "recent orders in Pinot's merchant_orders")  # fmt: skip
+    wait_until(lambda: pinot.count(s.pinot_table("merchant_orders"), "WHERE created_at > now() - 300000") > 0,
+               120, "recent orders in Pinot's merchant_orders")  # fmt: skip
+    wait_until(lambda: pinot.count(s.pinot_table("purchase_alerts"), "WHERE event_id LIKE 'bi-alert-%'") == 3,
+               120, "the alerts in Pinot's purchase_alerts")  # fmt: skip
 
 
 def test_both_database_uris_connect_inside_the_superset_environment(namespace, produced):
@@ -409,8 +422,9 @@ def test_a_chart_removed_from_the_definitions_leaves_the_dashboard(namespace, pr
 
 
 def test_a_failed_import_leaves_the_dashboards_as_they_were(namespace, produced):
-    """A bundle whose dashboard is retitled but whose last chart points at a dataset the bundle lacks:
-    Superset refuses it (one transaction), names why, and nothing changed, not even the title."""
+    """A bundle whose first dataset is redescribed and whose dashboard is retitled, but whose last chart points
+    at a dataset the bundle lacks: Superset imports datasets before charts, so the dataset was written when the
+    chart failed; the import is one transaction, so Superset refuses it, names why, and nothing changed."""
     import yaml
 
     from lakehouse.bi import bundle
@@ -424,6 +438,10 @@ def test_a_failed_import_leaves_the_dashboards_as_they_were(namespace, produced)
     board = yaml.safe_load(part[board_path])
     board["dashboard_title"] = "Retitled by a broken import"
     part[board_path] = yaml.safe_dump(board)
+    dataset_path = sorted(p for p in part if p.startswith("datasets/"))[0]  # imported before any chart
+    dataset = yaml.safe_load(part[dataset_path])
+    dataset["description"] = "changed by a broken import"
+    part[dataset_path] = yaml.safe_dump(dataset)
     chart_path = sorted(p for p in part if p.startswith("charts/"))[-1]
     chart = yaml.safe_load(part[chart_path])
     chart["dataset_uuid"] = "00000000-0000-4000-8000-000000000000"
@@ -449,6 +467,14 @@ def test_a_refused_database_and_superset_down_are_named(namespace, produced):
         )
     assert "cannot connect to database 'Lakehouse gold (Trino)'" in err.value.problem
     assert "LAKEHOUSE_SUPERSET_TRINO_PASSWORD" in err.value.fix
+    # Superset's event log saved that request (and every import's `passwords`) scrubbed: no secret in it
+    import psycopg
+
+    with psycopg.connect(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,
+                         password=s.postgres_password, dbname=s.superset_db) as conn:  # fmt: skip
+        logged = conn.execute("SELECT count(*) FILTER (WHERE json LIKE '%wrong-password%'), "
+                              "count(*) FILTER (WHERE json LIKE '%test_connection%') FROM logs").fetchone()  # fmt: skip
+    assert logged[0] == 0 and logged[1] > 0, logged
     with pytest.raises(SupersetError) as err:
         SupersetClient(s.superset_url, s.superset_admin_user, "not-the-password").dashboard("x")
     assert "refused the login of 'admin'" in err.value.problem

@@ -15,6 +15,7 @@ superset_overhead_ratio=..` (the ratio of the p50s), then `management_render_s=.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -77,20 +78,25 @@ def fresh_orders(s) -> None:
 
 
 def benchmark(args, s) -> int:
+    from lakehouse.bi import bundle
     from lakehouse.bi.browser import render_dashboards
+    from lakehouse.bi.definitions import load_definitions
     from lakehouse.bi.superset_api import SupersetClient
     from lakehouse.realtime.pinot import PinotClient
     from lakehouse.resources import TrinoResource
+    from lakehouse.warehouse.assets import dbt_project
 
     import_dashboards(s)
     fresh_orders(s)
     client = SupersetClient(s.superset_url, s.superset_admin_user, s.superset_admin_password)
     trino, pinot = TrinoResource.from_settings(s), PinotClient.from_settings(s)
-    boards = {slug: client.dashboard(slug) for slug in ("management-daily", "merchant-live")}
+    defs = load_definitions(json.loads(dbt_project.manifest_path.read_text()))
+    boards = {key: client.dashboard(bundle.slug(s, d)) for key, d in defs.dashboards.items()}
     via, direct, table = [], [], []
     for slug, board in boards.items():
-        run = pinot.query if slug == "merchant-live" else trino.query
+        engines = {c.name: defs.datasets[c.dataset].engine for c in defs.dashboards[slug].charts}
         for chart in client.dashboard_charts(board["id"]):
+            run = pinot.query if engines[chart["slice_name"]] == "pinot" else trino.query
             sql = client.chart_query(chart["id"]).strip().rstrip(";")
             times = {"superset": [], "direct": []}
             for i in range(args.warmup + args.rounds):
@@ -128,8 +134,8 @@ def benchmark(args, s) -> int:
     sp50, dp50 = statistics.median(via), statistics.median(direct)
     print(f"\nsuperset_p50_ms={sp50:.1f} superset_p95_ms={percentile(via, 0.95):.1f} direct_p50_ms={dp50:.1f} "
           f"direct_p95_ms={percentile(direct, 0.95):.1f} superset_overhead_ratio={sp50 / dp50:.2f}")  # fmt: skip
-    print(f"management_render_s={statistics.median(renders['management-daily']):.2f} "
-          f"merchant_render_s={statistics.median(renders['merchant-live']):.2f}")  # fmt: skip
+    print(f"management_render_s={statistics.median(renders['management_daily']):.2f} "
+          f"merchant_render_s={statistics.median(renders['merchant_live']):.2f}")  # fmt: skip
     return 0
 
 

@@ -13,9 +13,17 @@ import hashlib
 import json
 
 import dagster as dg
+import yaml
 
 from lakehouse.bi import bundle
-from lakehouse.bi.definitions import BI_DIR, PINOT_DIR, DefinitionError, dashboard_lineage, load_definitions
+from lakehouse.bi.definitions import (
+    BI_DIR,
+    PINOT_DIR,
+    DefinitionError,
+    dashboard_lineage,
+    load_definitions,
+    model_columns,
+)
 from lakehouse.bi.drift import differences
 from lakehouse.bi.superset_api import SupersetError
 from lakehouse.policies import ANALYTICS_OWNER, DAILY_FRESHNESS
@@ -41,8 +49,7 @@ def _code_version() -> str:
     ):
         digest.update(path.name.encode() + path.read_bytes())
     try:
-        columns = {n["name"]: sorted(n.get("columns") or {}) for n in _manifest()["nodes"].values()
-                   if n.get("resource_type") == "model"}  # fmt: skip
+        columns = model_columns(_manifest())
     except (OSError, ValueError, KeyError):
         columns = {}
     digest.update(json.dumps(columns, sort_keys=True).encode())
@@ -95,18 +102,32 @@ def bundle_is_self_contained(lake: LakeResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)})
 
 
-def _passwords_and_checks(part: dict[str, str], superset) -> dict[str, str]:
-    """Test each database of the part from inside Superset (a refused password fails here, before the
-    import); the passwords to send with the import, by the database's file in the bundle."""
+def _board_part(lake: LakeResource, key: str) -> tuple[dict[str, str], dict]:
+    """One dashboard's part of the stored bundle, and its dashboard YAML (the slug, the charts)."""
+    part = bundle.dashboard_files(bundle.read_zip(lake.get_object(BUNDLE_OBJECT)), key)
+    return part, yaml.safe_load(next(t for p, t in part.items() if p.startswith("dashboards/")))
+
+
+def _passwords_and_checks(part: dict[str, str], client) -> dict[str, str]:
+    """Test each database of the part from inside Superset (a refused password or a database that is down
+    fails here, before the import); the passwords to send with the import, by the database's file."""
     s = get_settings()
-    defs_databases = load_definitions(_manifest()).databases
-    by_file = {f"databases/{bundle._file_name(db.key)}.yaml": db for db in defs_databases.values()}
+    try:
+        databases = load_definitions(_manifest()).databases.values()
+    except DefinitionError as exc:
+        raise SupersetError(f"the definitions changed since the bundle was built and no longer load: {exc.problem}",
+                            fix=f"{exc.fix}; then materialize bi/superset_bundle again") from exc  # fmt: skip
+    by_uuid = {bundle.stable_uuid(s, "database", db.key): db for db in databases}
     passwords = {}
-    client = superset.client()
     for path in sorted(p for p in part if p.startswith("databases/")):
-        db = by_file[path]
+        stored = yaml.safe_load(part[path])
+        db = by_uuid.get(str(stored["uuid"]))
+        if db is None:
+            raise SupersetError(f"the bundle's database {stored['database_name']!r} is no longer in bi/databases.yaml",
+                                fix="materialize bi/superset_bundle again")  # fmt: skip
         secret = bundle.password(s, db)
-        client.test_connection(bundle.database_name(s, db), bundle.sqlalchemy_uri(s, db, secret))
+        client.test_connection(bundle.database_name(s, db), bundle.sqlalchemy_uri(s, db, secret),
+                               bundle.database_extra(s, db))  # fmt: skip
         if secret:
             passwords[path] = secret
     return passwords
@@ -115,18 +136,20 @@ def _passwords_and_checks(part: dict[str, str], superset) -> dict[str, str]:
 def import_dashboard(key: str, lake: LakeResource, superset: SupersetResource) -> dict:
     """Import one dashboard's part of the stored bundle; Superset's answer about it."""
     s = get_settings()
-    files = bundle.read_zip(lake.get_object(BUNDLE_OBJECT))
-    part = bundle.dashboard_files(files, key)
+    part, board_yaml = _board_part(lake, key)
     client = superset.client()
-    passwords = _passwords_and_checks(part, superset)
-    client.import_bundle(bundle.zip_bytes(part), passwords)
-    slug = __import__("yaml").safe_load(part[f"dashboards/{bundle._file_name(key)}.yaml"])["slug"]
+    client.import_bundle(bundle.zip_bytes(part), _passwords_and_checks(part, client))
+    slug = board_yaml["slug"]
     board = client.dashboard(slug)
     if board is None:
         raise SupersetError(
             f"dashboard {slug} is not in Superset after its import", fix="read Superset's log"
         )
     charts = client.dashboard_charts(board["id"])
+    expected = len(bundle.charts_in(board_yaml["position"]))
+    if len(charts) != expected:
+        raise SupersetError(f"dashboard {slug} holds {len(charts)} charts after its import, the bundle {expected}",
+                            fix="read Superset's log (`lakehouse stack logs superset`)")  # fmt: skip
     return {"id": board["id"], "url": f"{s.superset_url}{board['url']}", "charts": charts, "slug": slug}
 
 
@@ -169,17 +192,18 @@ def _build_checks(key: str) -> list[dg.AssetChecksDefinition]:
 
     @dg.asset_check(asset=asset_key, name="charts_return_data",
                     description="Every chart of the dashboard answers `GET /api/v1/chart/{id}/data/`.")  # fmt: skip
-    def charts_return_data(superset: SupersetResource) -> dg.AssetCheckResult:
-        s = get_settings()
+    def charts_return_data(lake: LakeResource, superset: SupersetResource) -> dg.AssetCheckResult:
         client = superset.client()
-        slug = next(
-            bundle.slug(s, d) for d in load_definitions(_manifest()).dashboards.values() if d.key == key
-        )
+        _, board_yaml = _board_part(lake, key)
+        slug, expected = board_yaml["slug"], len(bundle.charts_in(board_yaml["position"]))
         board = client.dashboard(slug)
         if board is None:
             return dg.AssetCheckResult(passed=False, metadata={"problem": f"no dashboard {slug} in Superset"})
         rows, failed = {}, {}
-        for chart in client.dashboard_charts(board["id"]):
+        charts = client.dashboard_charts(board["id"])
+        if len(charts) != expected:
+            failed["(dashboard)"] = f"{len(charts)} charts in Superset, {expected} in the bundle"
+        for chart in charts:
             try:
                 rows[chart["slice_name"]] = client.chart_data(chart["id"])["result"][0]["rowcount"]
             except SupersetError as exc:

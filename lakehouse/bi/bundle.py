@@ -18,7 +18,15 @@ from urllib.parse import quote
 
 import yaml
 
-from lakehouse.bi.definitions import BiDefinitions, Chart, Dashboard, Database, Dataset, Metric
+from lakehouse.bi.definitions import (
+    BiDefinitions,
+    Chart,
+    Dashboard,
+    Database,
+    Dataset,
+    DefinitionError,
+    Metric,
+)
 from lakehouse.settings import LakehouseSettings
 
 ROOT = "lakehouse_bi"  # Superset strips the bundle's top folder
@@ -32,7 +40,8 @@ def stable_uuid(s: LakehouseSettings, kind: str, name: str) -> str:
 
 
 def slug(s: LakehouseSettings, board: Dashboard) -> str:
-    return f"{s.schema_prefix}{board.slug}".replace("_", "-")
+    prefix = "".join(ch if ch.isalnum() else "-" for ch in s.schema_prefix.lower())
+    return f"{prefix}{board.slug}"
 
 
 def database_name(s: LakehouseSettings, db: Database) -> str:
@@ -54,6 +63,15 @@ def sqlalchemy_uri(s: LakehouseSettings, db: Database, secret: str | None = None
     auth = auth if secret else ""
     controller = quote(f"http://{host}:{s.pinot_controller_port}/", safe="")  # as Superset writes it back
     return f"pinot+http://{auth}{host}:{s.pinot_broker_port}/query/sql?controller={controller}"
+
+
+def database_extra(s: LakehouseSettings, db: Database) -> dict:
+    """The database's `extra`: with a password, the Trino driver must speak HTTPS (it refuses basic
+    authentication over HTTP)."""
+    extra: dict = {"allows_virtual_table_explore": True}
+    if db.engine == "trino" and password(s, db):
+        extra["engine_params"] = {"connect_args": {"http_scheme": "https"}}
+    return extra
 
 
 def table_ref(s: LakehouseSettings, dataset: Dataset) -> tuple[str | None, str]:
@@ -183,9 +201,20 @@ def _position(s: LakehouseSettings, board: Dashboard) -> dict:
     return position
 
 
+class _Files(dict):
+    """A bundle's files, refusing a second object under one file name (names are made file-safe, so two
+    names can meet: `a-b` and `a_b`); a silent overwrite would drop a chart from its dashboard."""
+
+    def __setitem__(self, path, text):
+        if path in self:
+            raise DefinitionError(f"two objects of the bundle make the same file {path}",
+                                  fix="rename one: names that differ only in punctuation collide")  # fmt: skip
+        super().__setitem__(path, text)
+
+
 def build_files(defs: BiDefinitions, s: LakehouseSettings) -> dict[str, str]:
     """Every file of the bundle (path under the bundle's root -> YAML text), deterministic."""
-    files = {"metadata.yaml": _yaml({"version": VERSION, "type": "assets"})}
+    files = _Files({"metadata.yaml": _yaml({"version": VERSION, "type": "assets"})})
     db_uuid = {}
     for db in defs.databases.values():
         db_uuid[db.key] = stable_uuid(s, "database", db.key)
@@ -194,7 +223,7 @@ def build_files(defs: BiDefinitions, s: LakehouseSettings) -> dict[str, str]:
             "sqlalchemy_uri": sqlalchemy_uri(s, db, MASK if password(s, db) else None),
             "cache_timeout": None, "expose_in_sqllab": True, "allow_run_async": False, "allow_ctas": False,
             "allow_cvas": False, "allow_dml": False, "allow_file_upload": False,
-            "extra": {"allows_virtual_table_explore": True},
+            "extra": database_extra(s, db),
             "uuid": db_uuid[db.key], "version": VERSION,
         })  # fmt: skip
     ds_uuid = {}
@@ -236,7 +265,7 @@ def build_files(defs: BiDefinitions, s: LakehouseSettings) -> dict[str, str]:
                          "native_filter_configuration": [], "shared_label_colors": [], "color_scheme_domain": []},
             "version": VERSION,
         })  # fmt: skip
-    return files
+    return dict(files)
 
 
 def dashboard_files(files: dict[str, str], dashboard_key: str) -> dict[str, str]:

@@ -34,6 +34,11 @@ AGGREGATES = {"sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX", "count": "
 ENGINES = ("trino", "pinot")
 _METRIC = re.compile(r"^\s*(?P<agg>[a-z_]+)\s*\(\s*(?P<col>[A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$")
 _TEMPORAL = re.compile(r"(_date|_at|_time)$")
+_SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# Words of a chart's `where:` that are SQL, not columns: what is left must be the dataset's columns.
+_SQL_WORDS = {"and", "or", "not", "is", "null", "in", "like", "between", "true", "false", "now", "case", "when",
+              "then", "else", "end", "cast", "as", "interval", "day", "hour", "minute", "second"}  # fmt: skip
+_IDENTIFIER = re.compile(r"'(?:[^']|'')*'|\b([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
 class DefinitionError(ValueError):
@@ -105,6 +110,10 @@ class Chart:
 
     def referenced_columns(self) -> list[str]:
         named = [*self.groupby, *self.columns, *(m.column for m in self.metrics)]
+        if self.where:  # the identifiers of the filter, less SQL's own words and string literals
+            named += [
+                m[1] for m in _IDENTIFIER.finditer(self.where) if m[1] and m[1].lower() not in _SQL_WORDS
+            ]
         return [*named, self.x_axis] if self.x_axis else named
 
 
@@ -185,9 +194,20 @@ def _datasets(path: Path, databases, models: dict[str, list[str]], pinot: dict[s
                                   fix=f"name one of databases.yaml: {', '.join(databases)}")  # fmt: skip
         source_columns = known[model or table]
         columns = spec.get("columns") if spec.get("sql") else source_columns
+        missing = [c for c in spec.get("needs") or () if c not in source_columns]
+        if spec.get("sql") and not spec.get("needs"):
+            raise DefinitionError(f"{where} is SQL without `needs:`",
+                                  fix=f"list the columns of {model or table} its SQL reads under `needs:`")  # fmt: skip
+        if missing:
+            raise DefinitionError(f"{where}: its SQL reads {', '.join(map(repr, missing))}, which {model or table} "
+                                  "does not have", fix=f"use its columns: {', '.join(source_columns)}")  # fmt: skip
         if not columns:
             raise DefinitionError(f"{where} has no columns",
                                   fix="document the model's columns in dbt, or list the SQL's `columns:`")  # fmt: skip
+        extra_time = [c for c in spec.get("time_columns") or () if c not in columns]
+        if extra_time:
+            raise DefinitionError(f"{where}: time column {extra_time[0]!r} is not one of its columns",
+                                  fix=f"name one of: {', '.join(columns)}")  # fmt: skip
         time_columns = tuple(c for c in columns if _TEMPORAL.search(c)) + tuple(
             spec.get("time_columns") or ()
         )
@@ -278,9 +298,11 @@ def _dashboard(path: Path, datasets) -> Dashboard:
             raise DefinitionError(f"{where} has two charts named {c.name!r}",
                                   fix="name each chart of a dashboard once (its name makes its UUID)")  # fmt: skip
         seen.add(c.name)
-    return Dashboard(
-        path.stem, spec["title"], str(spec["slug"]), spec.get("description") or "", tuple(charts)
-    )
+    slug = str(spec["slug"])
+    if not _SLUG.match(slug):
+        raise DefinitionError(f"{where}: slug {slug!r} is not lower-case words joined by hyphens",
+                              fix="write it like management-daily (it is the dashboard's URL)")  # fmt: skip
+    return Dashboard(path.stem, spec["title"], slug, spec.get("description") or "", tuple(charts))
 
 
 def load_definitions(manifest: dict, bi_dir: Path = BI_DIR, pinot_dir: Path = PINOT_DIR) -> BiDefinitions:

@@ -79,17 +79,26 @@ class SupersetClient:
                                 fix="read Superset's reason above; `lakehouse stack logs superset` has the rest")  # fmt: skip
         return answer
 
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A request of the logged-in session; an expired token (401) logs in again, once."""
+        answer = self._request(self.session, method, path, **kwargs)
+        if answer.status_code == 401:
+            self._session = None
+            answer = self._request(self.session, method, path, **kwargs)
+        return answer
+
     def get(self, path: str, what: str, **kwargs) -> requests.Response:
-        return self._check(self._request(self.session, "GET", path, **kwargs), what)
+        return self._check(self.call("GET", path, **kwargs), what)
 
     def post(self, path: str, what: str, **kwargs) -> requests.Response:
-        return self._check(self._request(self.session, "POST", path, **kwargs), what)
+        return self._check(self.call("POST", path, **kwargs), what)
 
-    def test_connection(self, database_name: str, uri: str) -> None:
+    def test_connection(self, database_name: str, uri: str, extra: dict | None = None) -> None:
         """Connect to a database from inside Superset (its drivers, its environment) before anything is
         imported; a refused password or an unreachable database is named here."""
-        answer = self._request(self.session, "POST", "/api/v1/database/test_connection/",
-                               json={"database_name": database_name, "sqlalchemy_uri": uri})  # fmt: skip
+        answer = self.call("POST", "/api/v1/database/test_connection/",
+                               json={"database_name": database_name, "sqlalchemy_uri": uri,
+                                     "extra": json.dumps(extra or {})})  # fmt: skip
         if answer.status_code >= 400:
             raise SupersetError(
                 f"Superset cannot connect to database {database_name!r}: {_messages(answer)}",
@@ -107,7 +116,7 @@ class SupersetClient:
         return self.get("/api/v1/assets/export/", "export its assets").content
 
     def dashboard(self, slug: str) -> dict[str, Any] | None:
-        answer = self._request(self.session, "GET", f"/api/v1/dashboard/{slug}")
+        answer = self.call("GET", f"/api/v1/dashboard/{slug}")
         if answer.status_code == 404:
             return None
         return self._check(answer, f"read dashboard {slug}").json()["result"]

@@ -933,45 +933,72 @@ class Superset(Service):
             "FLASK_APP": "superset",
         }
 
-    def _superset(self, s, *args: str, secret: str | None = None) -> subprocess.CompletedProcess:
+    def _superset(self, s, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """A `superset` CLI command; a password goes in `env` (click reads FLASK_<GROUP>_<COMMAND>_<OPTION>),
+        never on the command line, where any local user could read it."""
         proc = subprocess.run([str(self._bin("superset")), *args], capture_output=True, text=True,
-                              env=self.environment(s), timeout=900)  # fmt: skip
+                              env={**self.environment(s), **(env or {})}, stdin=subprocess.DEVNULL, timeout=900)  # fmt: skip
         if proc.returncode != 0:
-            output = (proc.stdout + proc.stderr)[-1500:]
-            if secret:
-                output = output.replace(secret, "***")
-            raise StackError(f"`superset {args[0]} {args[1] if len(args) > 1 else ''}` failed:\n{output}",
+            raise StackError(f"`superset {' '.join(args[:2])}` failed:\n{(proc.stdout + proc.stderr)[-1500:]}",
                              fix=f"read the error above; Superset's metadata is PostgreSQL database {s.superset_db} "
                                  "(drop it to start over)")  # fmt: skip
         return proc
 
+    def _admin(self, s, log) -> None:
+        """Create the admin, or reset its password when it exists (the setting may have changed)."""
+        user, password = s.superset_admin_user, s.superset_admin_password
+        created = self._superset(s, "fab", "create-admin", "--username", user, "--firstname", "Lakehouse",
+                                 "--lastname", "Admin", "--email", f"{user}@lakehouse.local",
+                                 env={"FLASK_FAB_CREATE_ADMIN_PASSWORD": password})  # fmt: skip
+        if "already exist" in created.stdout + created.stderr:
+            self._superset(s, "fab", "reset-password", "--username", user,
+                           env={"FLASK_FAB_RESET_PASSWORD_PASSWORD": password})  # fmt: skip
+        log(f"  superset: admin {user} ready")
+
     def _bootstrap(self, s, log) -> None:
         """Metadata schema, roles and the admin, idempotently: `db upgrade` every time (quick when current),
-        `init` once per Superset version, the admin created, or its password reset when the setting changed."""
+        `init` once per Superset version and metadata database, the admin when its settings changed
+        (`after_start` proves the login works, and repairs it if not)."""
         import hashlib
+        import hmac
         import json
 
         marker = s.home / "superset" / "bootstrap.json"
         done = json.loads(marker.read_text()) if marker.exists() else {}
+        database = f"{s.postgres_host}:{s.postgres_port}/{s.superset_db}"
         log("  superset: metadata schema (superset db upgrade) ...")
         self._superset(s, "db", "upgrade")
-        if done.get("version") != SUPERSET_VERSION or done.get("db") != s.superset_db:
+        if done.get("version") != SUPERSET_VERSION or done.get("database") != database:
             log("  superset: roles and permissions (superset init) ...")
             self._superset(s, "init")
-            done = {"version": SUPERSET_VERSION, "db": s.superset_db}
-        admin = hashlib.sha256(f"{s.superset_admin_user}\0{s.superset_admin_password}".encode()).hexdigest()
+            done = {"version": SUPERSET_VERSION, "database": database}
+        admin = hmac.new(s.superset_secret_key.encode(), f"{s.superset_admin_user}\0{s.superset_admin_password}".encode(),
+                         hashlib.sha256).hexdigest()  # fmt: skip
         if done.get("admin") != admin:
-            user, password = s.superset_admin_user, s.superset_admin_password
-            created = self._superset(s, "fab", "create-admin", "--username", user, "--firstname", "Lakehouse",
-                                     "--lastname", "Admin", "--email", f"{user}@lakehouse.local",
-                                     "--password", password, secret=password)  # fmt: skip
-            if "already exist" in (created.stdout + created.stderr):
-                self._superset(s, "fab", "reset-password", "--username", user, "--password", password,
-                               secret=password)  # fmt: skip
-            log(f"  superset: admin {user} ready")
+            self._admin(s, log)
             done["admin"] = admin
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(done))
+        marker.chmod(0o600)
+
+    def _login_refused(self, s) -> str | None:
+        answer = requests.post(f"{s.superset_url}/api/v1/security/login", timeout=30, json={
+            "username": s.superset_admin_user, "password": s.superset_admin_password, "provider": "db"})  # fmt: skip
+        return None if answer.status_code == 200 else f"HTTP {answer.status_code}: {answer.text[:200]}"
+
+    def after_start(self, s, log):
+        """Prove the admin can log in (the bi assets do); if not (its user was changed in Superset, say),
+        create or reset it and try once more."""
+        if self._login_refused(s) is None:
+            return
+        log("  superset: the admin's login was refused; creating or resetting it ...")
+        self._admin(s, log)
+        refused = self._login_refused(s)
+        if refused:
+            raise StackError(f"Superset refuses the login of {s.superset_admin_user!r} even after resetting its "
+                             f"password ({refused})",
+                             fix="an inactive user or one without the Admin role: fix it in Superset's Security > "
+                                 "List Users, or pick another LAKEHOUSE_SUPERSET_ADMIN_USER")  # fmt: skip
 
     def prepare(self, s, log):
         Postgres().ensure_database(s, s.superset_db, "Superset's metadata", log)
