@@ -204,11 +204,15 @@ def test_a_filter_a_slug_a_sql_dataset_and_colliding_names_are_checked(bi_copy):
     spec = yaml.safe_load(path.read_text())
     spec["slug"] = "Merchant_Live"
     path.write_text(yaml.safe_dump(spec))
-    with pytest.raises(DefinitionError, match="slug 'Merchant_Live' is not lower-case words joined by hyphens"):
+    with pytest.raises(
+        DefinitionError, match="slug 'Merchant_Live' is not lower-case words joined by hyphens"
+    ):
         load_definitions(MANIFEST, bi_dir=bi_copy)
     spec["slug"] = "merchant-live"
     spec["charts"].append({**spec["charts"][0], "name": "Sales: last 15 minutes"})  # files as Sales__last...
     spec["charts"][0]["name"] = "Sales, last 15 minutes"
     path.write_text(yaml.safe_dump(spec))
-    with pytest.raises(DefinitionError, match="make the same file charts/merchant_live__Sales__last_15_minutes"):
+    with pytest.raises(
+        DefinitionError, match="make the same file charts/merchant_live__Sales__last_15_minutes"
+    ):
         bundle.build_files(load_definitions(MANIFEST, bi_dir=bi_copy), LakehouseSettings())
