@@ -21,11 +21,7 @@ import sys
 import time
 
 from _cleanup import Teardown
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from _stats import percentile
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from _cleanup import Teardown, stop_spark
+from _stats import percentile
 
 QUERIES = {
     "kpis of the last 7 days": "SELECT event_date, active_users, sessions, conversion_rate, revenue "
@@ -37,11 +38,6 @@ QUERIES = {
     "suspicious purchases per day": "SELECT event_date, reason, count(*), sum(purchase_amount) "
     "FROM {gold}.suspicious_purchases GROUP BY event_date, reason ORDER BY event_date",
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:

@@ -45,18 +45,12 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 from _cleanup import Teardown
+from _stats import percentile
 
 POLL_SECONDS = 0.1  # how often the freshness probes' alerts are looked for in Pinot
 PROBE_USERS = 2_000_000_000  # probe users' ids start here, far above the generator's
 TRAFFIC_USERS = 300
 TRAFFIC_TYPES = ("impression", "impression", "impression", "impression", "click", "product_view")
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def fmt(values: list[float], unit: str = "ms", scale: float = 1000.0, digits: int = 1) -> str:
