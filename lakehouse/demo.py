@@ -135,9 +135,13 @@ def realtime_summary(s: LakehouseSettings, events: int = 3000) -> list[str]:
 
 def dashboard_summary(s: LakehouseSettings) -> list[str]:
     """Each dashboard the run imported: its URL (from its asset's last materialization) and charts."""
+    import warnings
+
     import dagster as dg
 
-    from lakehouse.bi.assets import dashboard_assets
+    with warnings.catch_warnings():  # the asset definitions' beta parameters, not news to a demo's reader
+        warnings.simplefilter("ignore")
+        from lakehouse.bi.assets import dashboard_assets
 
     instance = dg.DagsterInstance.from_config(dagster_env(s)["DAGSTER_HOME"])
     lines = []
