@@ -100,6 +100,7 @@ def error_lines(stderr: str) -> tuple[list[str], list[str]]:
         ("cdc status", "connect", 1),  # a report: each problem with its fix, then exit 1
         ("cdc resnapshot", "connect", 2),
         ("stream status", None, 1),  # the stream jobs are the services here
+        ("lake as-of silver orders --version 0", "objectstore", 2),
     ],
 )
 def test_a_data_command_names_the_service_that_is_down(down, outcome, command, service, exit_code):

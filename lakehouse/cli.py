@@ -8,11 +8,13 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import ValidationError
 
 from lakehouse.settings import LakehouseSettings, explain_settings_error, get_settings
 from lakehouse.stack.errors import StackError
+from lakehouse.time_travel import TimeTravelError
 
 EXIT_SERVICE = 2  # a service is down or misconfigured: the message says which and how to fix it
 DEBUG_ENV = "LAKEHOUSE_DEBUG"  # set to 1: errors are raised with their traceback instead of explained
@@ -221,6 +223,22 @@ def _stream(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _as_of(args: argparse.Namespace) -> int:
+    from lakehouse.resources import LakeResource
+    from lakehouse.time_travel import as_of
+
+    lake = LakeResource.from_settings(get_settings())
+    when = datetime.fromisoformat(args.timestamp) if args.timestamp else None
+    dt = as_of(
+        lake.table_uri(args.layer, args.table), lake.storage_options, version=args.version, timestamp=when
+    )
+    rows = dt.to_pyarrow_table()
+    print(f"{args.layer}/{args.table} at version {dt.version()}: {rows.num_rows} rows")
+    for row in rows.slice(0, args.limit).to_pylist():
+        print(f"  {row}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from lakehouse.demo import run_demo
 
@@ -363,6 +381,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.set_defaults(func=_stream)
 
+    lake = sub.add_parser("lake", help="read the lake's Delta tables")
+    lake_sub = lake.add_subparsers(dest="what", required=True)
+    asof = lake_sub.add_parser("as-of", help="a table as of a version or a time (time travel)",
+                               description="Reads LAYER/TABLE as of a version, or as it was at a time (the last "
+                               "commit at or before it), with delta-rs; a version that left the table's log is "
+                               "refused with the versions still readable. Trino: SELECT ... FOR VERSION AS OF N.")  # fmt: skip
+    asof.add_argument("layer", help="raw, bronze, silver or gold")
+    asof.add_argument("table")
+    when = asof.add_mutually_exclusive_group(required=True)
+    when.add_argument("--version", type=int, help="a table version (see its history)")
+    when.add_argument("--timestamp", help="ISO time, e.g. 2026-11-27T10:00:00+00:00 (UTC when no zone)")
+    asof.add_argument("--limit", type=int, default=5, help="rows to print (default 5)")
+    asof.set_defaults(func=_as_of)
+
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)
     demo.add_argument("--days", type=int, default=3)
@@ -495,7 +527,7 @@ def _service_error(exc: BaseException) -> tuple[str, str] | None:
 
 def explain(exc: BaseException) -> tuple[str, str | None] | None:
     """What the user sees for an exception: (problem, fix), or None for a bug (shown with its traceback)."""
-    if isinstance(exc, StackError):
+    if isinstance(exc, StackError | TimeTravelError):
         return exc.problem, exc.fix
     if isinstance(exc, ValidationError) and exc.title == LakehouseSettings.__name__:
         return explain_settings_error(exc)
