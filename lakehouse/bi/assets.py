@@ -11,6 +11,7 @@ repository says (drift), and every chart returns data.
 
 import hashlib
 import json
+from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -35,6 +36,11 @@ from lakehouse.warehouse.assets import dbt_project
 
 BUNDLE_KEY = dg.AssetKey(["bi", "superset_bundle"])
 BUNDLE_OBJECT = "bi/superset_bundle.zip"
+
+
+def _local_copy(s) -> Path:
+    """Where the bundle's local copy lives (beside the S3 object), per schema prefix."""
+    return s.home / "bi" / f"{s.schema_prefix}superset_bundle.zip"
 
 
 def _manifest() -> dict:
@@ -74,7 +80,7 @@ def superset_bundle(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         raise dg.Failure(description=str(exc)) from exc
     files = bundle.build_files(defs, s)
     data = bundle.zip_bytes(files)
-    local = s.home / "bi" / f"{s.schema_prefix}superset_bundle.zip"
+    local = _local_copy(s)
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_bytes(data)
     uri = lake.put_object(BUNDLE_OBJECT, data)
@@ -95,7 +101,7 @@ def superset_bundle(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
 def bundle_is_self_contained(lake: LakeResource) -> dg.AssetCheckResult:
     s = get_settings()
     data = lake.get_object(BUNDLE_OBJECT)
-    local = s.home / "bi" / f"{s.schema_prefix}superset_bundle.zip"
+    local = _local_copy(s)
     problems = bundle.broken_links(bundle.read_zip(data))
     if not local.exists() or local.read_bytes() != data:
         problems.append(f"the local copy {local} differs from the stored bundle")
