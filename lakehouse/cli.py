@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from lakehouse.lifecycle import cli as lifecycle_cli
 from lakehouse.settings import LakehouseSettings, explain_settings_error, get_settings
 from lakehouse.stack.errors import StackError
 from lakehouse.time_travel import TimeTravelError
@@ -394,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--timestamp", help="ISO time, e.g. 2026-11-27T10:00:00+00:00 (UTC when no zone)")
     asof.add_argument("--limit", type=int, default=5, help="rows to print (default 5)")
     asof.set_defaults(func=_as_of)
+
+    lifecycle_cli.add_parser(sub)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

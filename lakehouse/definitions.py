@@ -32,6 +32,7 @@ from lakehouse.ingest import assets as ingest_assets
 from lakehouse.ingest import checks as ingest_checks
 from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_schedule
 from lakehouse.ingest.sensors import clickstream_ingest_job, clickstream_kafka_sensor
+from lakehouse.lifecycle.assets import archive_assets, lifecycle_archive_schedule, restore_assets
 from lakehouse.realtime.assets import (
     landed_checks,
     pinot_lag_checks,
@@ -51,7 +52,7 @@ settings = get_settings()
 
 all_assets_job = dg.define_asset_job(
     "lakehouse_all",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("lifecycle"),
     description="Every asset, raw to gold, for one partition range (the demo and CI run).",
 )
 
@@ -69,6 +70,8 @@ defs = dg.Definitions(
         *pinot_table_assets,
         superset_bundle,
         *dashboard_assets,
+        *archive_assets,
+        *restore_assets,
     ],
     asset_checks=[
         *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
@@ -99,6 +102,6 @@ defs = dg.Definitions(
         stream_jobs_watchdog,
         bi_automation_sensor,
     ],
-    schedules=[table_maintenance_schedule, daily_batch_schedule],
+    schedules=[table_maintenance_schedule, daily_batch_schedule, lifecycle_archive_schedule],
     resources={**build_resources(settings), "dbt": dbt_resource()},
 )

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -92,6 +92,38 @@ def parse_brokers(bootstrap: str, variable: str = "LAKEHOUSE_KAFKA_BOOTSTRAP") -
     if not entries:
         raise SettingValueError(f"{variable} is empty", f"set {variable} to host:port, e.g. 127.0.0.1:9092")
     return [_broker(e, variable) for e in entries]
+
+
+ARCHIVE_AFTER_DAYS_DEFAULT = "bronze/clickstream_events=30,silver/enriched_events=30,silver/sessions=90,silver/product_funnel_daily=365"
+
+
+def archive_after_days(
+    spec: str, variable: str = "LAKEHOUSE_ARCHIVE_AFTER_DAYS"
+) -> dict[tuple[str, str], int]:
+    """{(layer, table): days} from `bronze/clickstream_events=30,silver/sessions=90` (empty: archive nothing).
+    A retention below one day would archive today's partition, which is still being written: refused."""
+    result: dict[tuple[str, str], int] = {}
+    example = "bronze/clickstream_events=30,silver/sessions=90"
+    for entry in (e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        name, sep, days = entry.partition("=")
+        layer, slash, table = name.strip().partition("/")
+        if not (sep and slash and layer and table):
+            raise SettingValueError(f"{variable} entry {entry!r} is not layer/table=days",
+                                    f"set {variable} to entries such as {example}")  # fmt: skip
+        try:
+            n = int(days)
+        except ValueError:
+            raise SettingValueError(f"{variable} entry {entry!r}: {days.strip()!r} is not a whole number of days",
+                                    f"set {variable} to entries such as {example}") from None  # fmt: skip
+        if n < 1:
+            raise SettingValueError(
+                f"{variable} entry {entry!r} would archive today's partition, which is still being written",
+                f"give {layer}/{table} a retention of at least 1 day (or leave it out to never archive it)",
+            )
+        result[(layer.strip(), table.strip())] = n
+    return result
 
 
 class LakehouseSettings(BaseSettings):
@@ -237,9 +269,41 @@ class LakehouseSettings(BaseSettings):
     # Table maintenance: vacuum keeps unreferenced files this long (time travel and readers in flight).
     vacuum_retention_hours: int = Field(168, ge=1)
 
+    # Data lifecycle: archival to a cold tier, backups (lakehouse/lifecycle)
+    cold_bucket: str = Field(
+        "lakehouse-cold", description="the cold tier: archived partitions and their manifests"
+    )
+    cold_storage_class: Literal["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "STANDARD_IA", "STANDARD"] = Field(
+        "GLACIER", description="storage class every archived object is written with"
+    )
+    archive_after_days: str = Field(
+        ARCHIVE_AFTER_DAYS_DEFAULT,
+        description="per daily-partitioned table (layer/table=days): partitions older than this many days are "
+        "archived to the cold tier",
+    )
+    cold_thaw: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="whether a restore first asks the store to thaw archived objects (RestoreObject); "
+        "auto: only on AWS S3",
+    )
+    cold_thaw_days: int = Field(7, ge=1, description="how long a thawed copy stays readable on AWS")
+    cold_thaw_timeout_seconds: int = Field(
+        48 * 3600, ge=1, description="how long a restore waits for thawing (Glacier: hours)"
+    )
+    backup_bucket: str = Field("lakehouse-backup", description="where backups of tables and databases go")
+    backup_keep_daily: int = Field(7, ge=1, description="backups kept: the newest of each of this many days")
+    backup_keep_weekly: int = Field(4, ge=0, description="and the newest of each of this many weeks before")
+    pg_restore_port: Port = Field(5439, description="port of the scratch PostgreSQL a restore drill starts")
+
     # Dagster UI
     dagster_port: Port = 3000
     docs_port: Port = Field(8580, description="port of the dbt docs site (`make docs`)")
+
+    @field_validator("archive_after_days")
+    @classmethod
+    def _archive_after_days_parse(cls, value: str, info: ValidationInfo) -> str:
+        archive_after_days(value, env_name(info.field_name))
+        return value
 
     @field_validator("s3_endpoint")
     @classmethod
@@ -253,6 +317,11 @@ class LakehouseSettings(BaseSettings):
         if value is not None:
             parse_brokers(value, env_name(info.field_name))
         return value
+
+    @property
+    def archive_retention(self) -> dict[tuple[str, str], int]:
+        """{(layer, table): days} of every table the lifecycle archives (see `archive_after_days`)."""
+        return archive_after_days(self.archive_after_days)
 
     def realtime_topic(self, name: str) -> str:
         """A stream job's output topic, e.g. `rt.product_ctr` (inside the namespace when prefixed)."""

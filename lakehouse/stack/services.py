@@ -244,9 +244,10 @@ class ObjectStore(Service):
     def after_start(self, s, log):
         client = self._client(s)
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-        if s.bucket not in existing:
-            client.create_bucket(Bucket=s.bucket)
-            log(f"  created bucket s3://{s.bucket}")
+        for bucket in dict.fromkeys((s.bucket, s.cold_bucket, s.backup_bucket)):  # lake, cold tier, backups
+            if bucket not in existing:
+                client.create_bucket(Bucket=bucket)
+                log(f"  created bucket s3://{bucket}")
 
 
 class Postgres(Service):
