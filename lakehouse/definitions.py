@@ -32,7 +32,15 @@ from lakehouse.ingest import assets as ingest_assets
 from lakehouse.ingest import checks as ingest_checks
 from lakehouse.ingest.maintenance import table_maintenance, table_maintenance_schedule
 from lakehouse.ingest.sensors import clickstream_ingest_job, clickstream_kafka_sensor
-from lakehouse.lifecycle.assets import archive_assets, lifecycle_archive_schedule, restore_assets
+from lakehouse.lifecycle.assets import (
+    archive_assets,
+    backup_schedule,
+    backups,
+    backups_and_drill_job,
+    lifecycle_archive_schedule,
+    restore_assets,
+    restore_drill,
+)
 from lakehouse.realtime.assets import (
     landed_checks,
     pinot_lag_checks,
@@ -72,6 +80,8 @@ defs = dg.Definitions(
         *dashboard_assets,
         *archive_assets,
         *restore_assets,
+        backups,
+        restore_drill,
     ],
     asset_checks=[
         *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
@@ -93,6 +103,7 @@ defs = dg.Definitions(
         cdc_apply_job,
         table_maintenance,
         stream_jobs,
+        backups_and_drill_job,
     ],
     sensors=[
         clickstream_kafka_sensor,
@@ -102,6 +113,6 @@ defs = dg.Definitions(
         stream_jobs_watchdog,
         bi_automation_sensor,
     ],
-    schedules=[table_maintenance_schedule, daily_batch_schedule, lifecycle_archive_schedule],
+    schedules=[table_maintenance_schedule, daily_batch_schedule, lifecycle_archive_schedule, backup_schedule],
     resources={**build_resources(settings), "dbt": dbt_resource()},
 )

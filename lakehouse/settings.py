@@ -293,6 +293,16 @@ class LakehouseSettings(BaseSettings):
     backup_bucket: str = Field("lakehouse-backup", description="where backups of tables and databases go")
     backup_keep_daily: int = Field(7, ge=1, description="backups kept: the newest of each of this many days")
     backup_keep_weekly: int = Field(4, ge=0, description="and the newest of each of this many weeks before")
+    backup_work_dir: Path | None = Field(
+        None,
+        description="local scratch space of PostgreSQL base backups (default: LAKEHOUSE_HOME/backups/postgres/work)",
+    )
+    pg_archive_timeout_seconds: int = Field(
+        60,
+        ge=10,
+        description="PostgreSQL switches to a new WAL segment at least this often, so it is archived: "
+        "the most data a restore from the archive can miss (RPO)",
+    )
     pg_restore_port: Port = Field(5439, description="port of the scratch PostgreSQL a restore drill starts")
 
     # Dagster UI

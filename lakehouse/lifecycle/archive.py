@@ -49,6 +49,7 @@ from lakehouse.faults import fault_point
 from lakehouse.lifecycle.cold_tier import (
     LifecycleError,
     error_code,
+    list_keys,
     needs_thaw,
     put_checked,
     require_bucket,
@@ -309,14 +310,10 @@ def archived(s: LakehouseSettings, layer: str, table: str) -> list[dict]:
     require_bucket(client, s.cold_bucket, "cold tier", "LAKEHOUSE_COLD_BUCKET")
     dt = t.open()
     live = live_add_actions(t.uri, s.delta_storage_options(), dt.version())
-    pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=s.cold_bucket, Prefix=f"{t.prefix}/_manifests/"
-    )
     lines = []
-    for page in pages:
-        for obj in page.get("Contents", []):
-            day = date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json"))
-            files = [f for f in read_manifest(client, t, day)["files"] if f["path"] not in live]
-            lines.append({"day": day.isoformat(), "files": len(files), "rows": sum(f["rows"] for f in files),
-                          "bytes": sum(f["size"] for f in files)})  # fmt: skip
+    for obj in list_keys(client, s.cold_bucket, f"{t.prefix}/_manifests/"):
+        day = date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json"))
+        files = [f for f in read_manifest(client, t, day)["files"] if f["path"] not in live]
+        lines.append({"day": day.isoformat(), "files": len(files), "rows": sum(f["rows"] for f in files),
+                      "bytes": sum(f["size"] for f in files)})  # fmt: skip
     return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 
 from lakehouse.settings import get_settings
 
@@ -72,6 +72,57 @@ def _rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from lakehouse.lifecycle import delta_backup, drill, pg_backup, platform_backup
+
+    s = get_settings()
+    if args.what == "all":
+        figures = drill.take_backups(s)
+        print("backups: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    elif args.what == "postgres":
+        pg_backup.base_backup(s)
+        pg_backup.prune(s)
+    elif args.what == "kafka":
+        platform_backup.backup_kafka(s)
+    elif args.what == "dagster":
+        platform_backup.backup_dagster(s)
+    else:
+        for layer, table in args.tables or drill.backed_up_tables(s):
+            delta_backup.backup_table(s, layer, table)
+            delta_backup.prune(s, layer, table)
+    return 0
+
+
+def _drill(args: argparse.Namespace) -> int:
+    from lakehouse.lifecycle.drill import restore_drill
+
+    report = restore_drill(get_settings(), postgres=not args.no_postgres)
+    print("drill: " + ", ".join(f"{k}={v}" for k, v in report.figures.items()))
+    print("drill: passed" if report.passed else f"drill: FAILED ({len(report.problems)} problems above)")
+    return 0 if report.passed else 1
+
+
+def _pitr(args: argparse.Namespace) -> int:
+    from lakehouse.lifecycle import pg_backup
+
+    s = get_settings()
+    root = s.home / "restore" / "postgres"
+    if args.stop:
+        pg_backup.stop_scratch(root)
+        print(f"stopped the restored PostgreSQL in {root}")
+        return 0
+    target = datetime.fromisoformat(args.to) if args.to else None
+    if target is not None and target.tzinfo is None:
+        target = target.replace(tzinfo=UTC)
+    pg_backup.sync_wal(s)
+    copy = pg_backup.point_in_time_restore(s, target)
+    print(
+        f"restored PostgreSQL running: psql -h {copy.socket_dir} -p {copy.port} -U postgres {s.postgres_db}"
+    )
+    print("stop it with: lakehouse lifecycle pitr --stop")
+    return 0
+
+
 def add_parser(sub) -> None:
     life = sub.add_parser("lifecycle", help="archive old partitions to the cold tier and back; lifecycle rules",
                           description="Archival keeps each table's partitions older than its retention "
@@ -103,3 +154,21 @@ def add_parser(sub) -> None:
     rules.add_argument("--apply", action="store_true", help="put the rules on the buckets")
     rules.add_argument("--cold-expire-days", type=int, help="expire archived objects after this many days")
     rules.set_defaults(func=_rules)
+    bak = life_sub.add_parser("backup", help="back up PostgreSQL, the Delta tables, Kafka and Dagster",
+                              description="Backups go to LAKEHOUSE_BACKUP_BUCKET; retention keeps the newest of "
+                              "LAKEHOUSE_BACKUP_KEEP_DAILY days and _WEEKLY weeks. Delta backups are incremental.")  # fmt: skip
+    bak.add_argument(
+        "what", choices=["all", "postgres", "delta", "kafka", "dagster"], nargs="?", default="all"
+    )
+    bak.add_argument("tables", nargs="*", type=_table, metavar="LAYER/TABLE", help="delta: these tables only")
+    bak.set_defaults(func=_backup)
+    dr = life_sub.add_parser("drill", help="restore the newest backups into scratch locations and compare",
+                             description="Exit status 1 when anything restored differs from its backup.")  # fmt: skip
+    dr.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL point-in-time restore")
+    dr.set_defaults(func=_drill)
+    pitr = life_sub.add_parser("pitr", help="restore PostgreSQL to a point in time on a scratch port",
+                               description="Starts a copy on LAKEHOUSE_PG_RESTORE_PORT from the newest base "
+                               "backup before --to, with the archived WAL replayed up to --to, and leaves it running.")  # fmt: skip
+    pitr.add_argument("--to", help="ISO time (UTC when no zone); default: everything archived")
+    pitr.add_argument("--stop", action="store_true", help="stop a copy an earlier pitr left running")
+    pitr.set_defaults(func=_pitr)

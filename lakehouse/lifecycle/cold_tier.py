@@ -67,15 +67,32 @@ def put_checked(client, bucket: str, key: str, data: bytes, storage_class: str =
     return digest
 
 
-def stored_checksum(client, bucket: str, key: str) -> str | None:
-    """The SHA-256 (base64) the store holds for an object, or None when there is no such object."""
+def head(client, bucket: str, key: str) -> dict | None:
+    """An object's HEAD answer with its checksum, or None when there is no such object."""
     try:
-        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
         if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    return head.get("ChecksumSHA256")
+
+
+def stored_checksum(client, bucket: str, key: str) -> str | None:
+    """The SHA-256 (base64) the store holds for an object, or None when there is no such object."""
+    found = head(client, bucket, key)
+    return found.get("ChecksumSHA256") if found else None
+
+
+def list_keys(client, bucket: str, prefix: str) -> list[dict]:
+    """Every object under a prefix (Key, Size, LastModified), all pages."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj for page in pages for obj in page.get("Contents", [])]
+
+
+def delete_keys(client, bucket: str, keys: list[str]) -> None:
+    for i in range(0, len(keys), 1000):
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]],
+                                                      "Quiet": True})  # fmt: skip
 
 
 def needs_thaw(s: LakehouseSettings) -> bool:

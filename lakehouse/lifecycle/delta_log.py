@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import pyarrow.fs as pafs
@@ -22,21 +23,32 @@ COMMIT = re.compile(r"^(\d{20})\.json$")
 CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10})?\.parquet$")
 
 
-def _checkpoint_adds(fs: pafs.FileSystem, files: list[str]) -> dict[str, dict]:
-    adds: dict[str, dict] = {}
-    for path in files:
-        table = pq.read_table(path, columns=["add"], filesystem=fs)
+@dataclass
+class LogState:
+    """A table at one version, from its log: live add actions by path, `txn` marks, and the log files read."""
+
+    version: int
+    adds: dict[str, dict] = field(default_factory=dict)
+    txns: dict[str, int] = field(default_factory=dict)  # app id -> version (the exactly-once marks)
+    files: list[str] = field(default_factory=list)  # names in _delta_log/ that hold this version's state
+
+
+def _read_checkpoint(fs: pafs.FileSystem, log: str, names: list[str], state: LogState) -> None:
+    for name in names:
+        table = pq.read_table(f"{log}/{name}", columns=["add", "txn"], filesystem=fs)
         for add in table.column("add").to_pylist():
             if add is not None:
                 values = add.get("partitionValues") or {}
-                adds[add["path"]] = {"path": add["path"], "size": add.get("size"),
-                                     "partitionValues": dict(values) if isinstance(values, list) else values,
-                                     "modificationTime": add.get("modificationTime"), "stats": add.get("stats")}  # fmt: skip
-    return adds
+                state.adds[add["path"]] = {"path": add["path"], "size": add.get("size"),
+                                           "partitionValues": dict(values) if isinstance(values, list) else values,
+                                           "modificationTime": add.get("modificationTime"), "stats": add.get("stats")}  # fmt: skip
+        for txn in table.column("txn").to_pylist():
+            if txn is not None:
+                state.txns[txn["appId"]] = txn["version"]
 
 
-def live_add_actions(uri: str, storage_options: dict[str, str], version: int) -> dict[str, dict]:
-    """{path as the log spells it: add action} of every file live at `version`."""
+def log_state(uri: str, storage_options: dict[str, str], version: int) -> LogState:
+    """The table at `version`: its newest checkpoint at or below it, then the JSON commits after it."""
     fs, root = table_filesystem(uri, storage_options)
     log = f"{root}/_delta_log"
     names = [info.base_name for info in fs.get_file_info(pafs.FileSelector(log))]
@@ -44,23 +56,34 @@ def live_add_actions(uri: str, storage_options: dict[str, str], version: int) ->
     for name in names:
         m = CHECKPOINT.match(name)
         if m and int(m.group(1)) <= version:
-            checkpoints.setdefault(int(m.group(1)), []).append(f"{log}/{name}")
+            checkpoints.setdefault(int(m.group(1)), []).append(name)
     start = max(checkpoints, default=-1)
-    adds = _checkpoint_adds(fs, sorted(checkpoints[start])) if start >= 0 else {}
+    state = LogState(version=version)
+    if start >= 0:
+        state.files += sorted(checkpoints[start])
+        _read_checkpoint(fs, log, state.files, state)
     commits = sorted(
         int(m.group(1)) for n in names if (m := COMMIT.match(n)) and start < int(m.group(1)) <= version
     )
     if commits != list(range(start + 1, version + 1)):
         raise ValueError(f"the log of {uri} lacks commits between {start + 1} and {version} (cleaned up?)")
     for v in commits:
+        state.files.append(f"{v:020d}.json")
         with fs.open_input_stream(f"{log}/{v:020d}.json") as f:
             for line in f.read().decode().splitlines():
                 action = json.loads(line) if line.strip() else {}
                 if "add" in action:
-                    adds[action["add"]["path"]] = action["add"]
+                    state.adds[action["add"]["path"]] = action["add"]
                 elif "remove" in action:
-                    adds.pop(action["remove"]["path"], None)
-    return adds
+                    state.adds.pop(action["remove"]["path"], None)
+                elif "txn" in action:
+                    state.txns[action["txn"]["appId"]] = action["txn"]["version"]
+    return state
+
+
+def live_add_actions(uri: str, storage_options: dict[str, str], version: int) -> dict[str, dict]:
+    """{path as the log spells it: add action} of every file live at `version`."""
+    return log_state(uri, storage_options, version).adds
 
 
 def object_key(table_prefix: str, log_path: str) -> str:

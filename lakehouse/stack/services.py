@@ -250,6 +250,11 @@ class ObjectStore(Service):
                 log(f"  created bucket s3://{bucket}")
 
 
+def wal_archive_dir(s: LakehouseSettings) -> Path:
+    """Where PostgreSQL's archive_command puts each finished WAL segment (the backups copy them on)."""
+    return s.home / "backups" / "postgres" / "wal"
+
+
 class Postgres(Service):
     name = "postgres"
     description = f"PostgreSQL {POSTGRES_MAJOR} (wal_level=logical)"
@@ -291,7 +296,8 @@ class Postgres(Service):
         bindir, user = self._bindir(), self._user()
         data = self.data_dir(s)
         sock = self.socket_dir(s)
-        for d in (data, sock):
+        wal_archive = wal_archive_dir(s)
+        for d in (data, sock, wal_archive):
             d.mkdir(parents=True, exist_ok=True)
             if user:
                 shutil.chown(d, user, user)
@@ -300,7 +306,7 @@ class Postgres(Service):
             log("  initialising the PostgreSQL data directory ...")
             proc = subprocess.run(
                 [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
+                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--wal-segsize=1"],
                 capture_output=True, text=True, user=user,
             )  # fmt: skip
             if proc.returncode != 0:
@@ -317,6 +323,10 @@ class Postgres(Service):
             "max_replication_slots": 10,
             "shared_buffers": "'128MB'",
             "logging_collector": "off",
+            # continuous archiving into the local WAL repository the backups copy to the backup bucket
+            "archive_mode": "on",
+            "archive_command": f"'test ! -f {wal_archive}/%f && cp %p {wal_archive}/%f.part && mv {wal_archive}/%f.part {wal_archive}/%f'",
+            "archive_timeout": s.pg_archive_timeout_seconds,
         }))  # fmt: skip
         _write(data / "pg_hba.conf", (
             "local   all          postgres                    trust\n"
