@@ -182,6 +182,55 @@ def test_a_write_racing_the_archive_is_never_removed_unarchived(namespace, week,
     assert fingerprints(s)[day.isoformat()][0] == before[day.isoformat()][0] + 1
 
 
+def test_a_compaction_racing_the_archive_leaves_no_duplicate_after_restore(namespace, week, monkeypatch):
+    s = namespace.settings
+    _, days, before, _, _ = week
+    day = days[4]
+    opts = s.delta_storage_options()
+    uri = s.table_uri(LAYER, TABLE)
+    late = (
+        DeltaTable(uri, storage_options=opts).to_pyarrow_table(filters=[("event_date", "=", day)]).slice(0, 1)
+    )
+    late = late.set_column(late.schema.get_field_index("event_id"), "event_id", [["late-compacted"]])
+    write_deltalake(uri, late, mode="append", storage_options=opts)  # the day now has several files
+    fired_at = []
+
+    def compact_between(point: str) -> None:  # table maintenance rewrites the day after the manifest
+        if point == "lifecycle.after_manifest":
+            fired_at.append(point)
+            DeltaTable(uri, storage_options=opts).optimize.compact(
+                partition_filters=[("event_date", "=", day)]
+            )
+
+    monkeypatch.setattr(archive_mod, "fault_point", compact_between)
+    with pytest.raises(LifecycleError, match="changed while partition"):
+        archive_day(s, LAYER, TABLE, day, log=lambda _: None)
+    assert fired_at == ["lifecycle.after_manifest"]
+    monkeypatch.setattr(archive_mod, "fault_point", faults.fault_point)
+    report = archive_day(s, LAYER, TABLE, day, log=lambda _: None)  # settles the pending entries, drops them
+    manifest = read_manifest(s3_client(s), ArchivedTable(s, LAYER, TABLE), day)
+    assert report["rows"] == manifest["rows"] == before[day.isoformat()][0] + 1
+    assert all(f["archived_version"] is not None for f in manifest["files"])
+    restore_days(s, LAYER, TABLE, day, day, log=lambda _: None)
+    assert fingerprints(s)[day.isoformat()][0] == before[day.isoformat()][0] + 1  # every row once
+
+
+def test_silver_refuses_to_recompute_days_whose_bronze_is_archived(namespace, week):
+    from lakehouse.lifecycle.archive import refuse_archived_source
+
+    s = namespace.settings
+    _, days, _, _, _ = week
+    archive_day(s, LAYER, TABLE, days[5], log=lambda _: None)
+    with pytest.raises(LifecycleError, match="archived in the cold tier") as err:
+        refuse_archived_source(s, LAYER, TABLE, days[0], days[-1])
+    assert f"--from {days[5]}" in err.value.fix
+    restore_days(s, LAYER, TABLE, days[5], days[5], log=lambda _: None)
+    refuse_archived_source(s, LAYER, TABLE, days[0], days[-1])  # restored: nothing to refuse
+    from lakehouse.lifecycle.archive import expired_days
+
+    assert days[5] not in expired_days(s, LAYER, TABLE)  # held hot after its restore
+
+
 def test_bad_input_is_refused_and_leaves_the_hot_table_untouched(namespace, week):
     s = namespace.settings
     _, days, before, _, _ = week

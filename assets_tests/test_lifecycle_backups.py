@@ -23,7 +23,7 @@ from lakehouse.lifecycle.assets import DRILL_KEY, backups, restore_drill
 from lakehouse.lifecycle.cold_tier import LifecycleError, list_keys
 from lakehouse.resources import build_resources
 from lakehouse.resources.lake import s3_client
-from lakehouse.stack.services import Postgres
+from lakehouse.stack.services import Postgres, wal_archive_dir
 from lakehouse.time_travel import as_of
 
 pytestmark = pytest.mark.stack
@@ -95,28 +95,65 @@ def test_a_delta_backup_restores_the_table_as_it_was_and_copies_only_new_files(n
     }
 
 
-def test_retention_keeps_the_newest_daily_and_weekly_backups_and_their_files(namespace):
+def test_retention_drops_old_backups_and_only_the_files_no_kept_backup_needs(namespace):
     s = namespace.settings.model_copy(update={"backup_keep_daily": 2, "backup_keep_weekly": 1})
     uri, opts = s.table_uri("silver", "retention_probe"), s.delta_storage_options()
-    write_deltalake(uri, pa.table({"n": [1, 2, 3]}), storage_options=opts)
-    newest = delta_backup.backup_table(s, "silver", "retention_probe", log=lambda _: None)
     client = s3_client(s)
-    prefix = f"{delta_backup.table_prefix(s, 'silver', 'retention_probe')}/backups"
+    prefix = delta_backup.table_prefix(s, "silver", "retention_probe")
+    write_deltalake(uri, pa.table({"n": [1, 2, 3]}), storage_options=opts)
+    oldest = delta_backup.backup_table(
+        s, "silver", "retention_probe", log=lambda _: None
+    )  # holds file f0 only
+    write_deltalake(
+        uri, pa.table({"n": [4, 5]}), mode="overwrite", storage_options=opts
+    )  # f0 leaves the table
+    newest = delta_backup.backup_table(s, "silver", "retention_probe", log=lambda _: None)
+    only_oldest = {f["key"] for f in oldest["files"]} - {f["key"] for f in newest["files"]}
+    assert only_oldest
     now = datetime.now(UTC)
-    for age in (1, 2, 9, 10, 30):  # older backups, as if taken days ago
-        old_id = f"{(now - timedelta(days=age)).strftime(delta_backup.STAMP)}-v{newest['version']}"
-        for obj in list_keys(client, s.backup_bucket, f"{prefix}/{newest['backup_id']}/"):
-            key = obj["Key"].replace(newest["backup_id"], old_id)
+    for age, source in ((30, oldest), (1, newest), (2, newest), (9, newest), (10, newest)):  # as if days ago
+        old_id = f"{(now - timedelta(days=age)).strftime(delta_backup.STAMP)}-v{source['version']}"
+        for obj in list_keys(client, s.backup_bucket, f"{prefix}/backups/{source['backup_id']}/"):
+            key = obj["Key"].replace(source["backup_id"], old_id)
             client.copy_object(
                 Bucket=s.backup_bucket, Key=key, CopySource={"Bucket": s.backup_bucket, "Key": obj["Key"]}
             )
-    dropped = delta_backup.prune(s, "silver", "retention_probe", log=lambda _: None)
+    for obj in list_keys(client, s.backup_bucket, f"{prefix}/backups/{oldest['backup_id']}/"):
+        client.delete_object(Bucket=s.backup_bucket, Key=obj["Key"])  # the oldest exists only 30 days back
+    delta_backup.prune(s, "silver", "retention_probe", log=lambda _: None)
     remaining = delta_backup.backups(client, s, "silver", "retention_probe")
-    assert len(remaining) == 3 and newest["backup_id"] in remaining and len(dropped) == 3
-    manifest, restored = delta_backup.restore_table(
-        s, "silver", "retention_probe", backup_id=remaining[0], log=lambda _: None
-    )
-    assert delta_backup.compare_restored(s, manifest, restored) == []  # the data files of kept backups stay
+    assert len(remaining) == 3 and newest["backup_id"] in remaining  # 2 daily + 1 weekly
+    data = {o["Key"] for o in list_keys(client, s.backup_bucket, f"{prefix}/data/")}
+    assert only_oldest <= data  # younger than a day: could belong to a backup being written, kept
+    delta_backup.prune(s, "silver", "retention_probe", now=now + timedelta(days=2), log=lambda _: None)
+    data = {o["Key"] for o in list_keys(client, s.backup_bucket, f"{prefix}/data/")}
+    assert not only_oldest & data and {f["key"] for f in newest["files"]} <= data
+    for backup_id in delta_backup.backups(client, s, "silver", "retention_probe"):
+        manifest, restored = delta_backup.restore_table(s, "silver", "retention_probe", backup_id=backup_id,
+                                                        log=lambda _: None)  # fmt: skip
+        assert delta_backup.compare_restored(s, manifest, restored) == []  # every kept backup restores whole
+
+
+def test_postgres_retention_drops_base_backups_and_only_the_wal_they_alone_needed(namespace):
+    s = namespace.settings.model_copy(update={"backup_keep_daily": 1, "backup_keep_weekly": 0})
+    client = s3_client(s)
+    pg_backup.base_backup(s, log=lambda _: None)
+    time.sleep(1.1)  # distinct stamps
+    kept = pg_backup.base_backup(s, log=lambda _: None)
+    pg_backup.prune(s, log=lambda _: None)
+    assert [b["stamp"] for b in pg_backup.base_backups(client, s)] == [kept["stamp"]]
+    _, wal = pg_backup.prefixes(s, client)
+    names = [o["Key"].rsplit("/", 1)[1] for o in list_keys(client, s.backup_bucket, f"{wal}/")]
+    segments = [n for n in names if pg_backup.WAL_NAME.match(n)]
+    assert segments and min(segments) >= kept["start_wal"]
+    local = [p.name for p in wal_archive_dir(s).iterdir() if pg_backup.WAL_NAME.match(p.name)]
+    assert all(n >= kept["start_wal"] for n in local)
+    copy = pg_backup.point_in_time_restore(s, log=lambda _: None)  # what is left still restores
+    try:
+        with copy.connect(s.postgres_db) as conn:
+            assert conn.execute("select count(*) from pg_namespace").fetchone()[0] > 0
+    finally:
+        copy.stop()
 
 
 @pytest.fixture(scope="module")

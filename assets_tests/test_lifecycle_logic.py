@@ -131,13 +131,15 @@ def test_thaw_only_on_aws_unless_told():
     assert needs_thaw(LakehouseSettings(s3_endpoint="http://127.0.0.1:8333", cold_thaw="always"))
 
 
-def test_lifecycle_rules_never_transition_the_lake_and_expire_backups_after_their_retention():
+def test_lifecycle_rules_never_touch_the_lake_or_shared_backup_files_and_expire_after_retention():
     s = LakehouseSettings()
     rules = lifecycle_rules(s, ["bronze/clickstream_events/"], cold_expire_days=3650)
     assert all("Transitions" not in r and "Expiration" not in r for r in rules[s.bucket]["Rules"])
     backup = {r["ID"]: r for r in rules[s.backup_bucket]["Rules"]}
-    assert backup["postgres-to-cold"]["Transitions"][0]["StorageClass"] == s.cold_storage_class
-    assert backup["postgres-expire"]["Expiration"]["Days"] >= s.backup_keep_daily + 7 * s.backup_keep_weekly
+    assert not any(r["Filter"]["Prefix"].startswith("delta") for r in backup.values())  # GC owns delta/
+    assert not any("Transitions" in r for r in backup.values() if r["Filter"]["Prefix"] == "postgres/")
+    assert backup["kafka-to-cold"]["Transitions"][0]["StorageClass"] == s.cold_storage_class
+    assert backup["postgres-expire"]["Expiration"]["Days"] > s.backup_keep_daily + 7 * s.backup_keep_weekly
     assert any(
         r.get("Filter", {}).get("Prefix") == "bronze/clickstream_events/"
         for r in rules[s.cold_bucket]["Rules"]

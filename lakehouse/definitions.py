@@ -40,6 +40,8 @@ from lakehouse.lifecycle.assets import (
     lifecycle_archive_schedule,
     restore_assets,
     restore_drill,
+    wal_shipping,
+    wal_shipping_schedule,
 )
 from lakehouse.realtime.assets import (
     landed_checks,
@@ -104,6 +106,7 @@ defs = dg.Definitions(
         table_maintenance,
         stream_jobs,
         backups_and_drill_job,
+        wal_shipping,
     ],
     sensors=[
         clickstream_kafka_sensor,
@@ -113,6 +116,12 @@ defs = dg.Definitions(
         stream_jobs_watchdog,
         bi_automation_sensor,
     ],
-    schedules=[table_maintenance_schedule, daily_batch_schedule, lifecycle_archive_schedule, backup_schedule],
+    schedules=[
+        table_maintenance_schedule,
+        daily_batch_schedule,
+        lifecycle_archive_schedule,
+        backup_schedule,
+        wal_shipping_schedule,
+    ],
     resources={**build_resources(settings), "dbt": dbt_resource()},
 )

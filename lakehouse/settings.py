@@ -290,6 +290,11 @@ class LakehouseSettings(BaseSettings):
     cold_thaw_timeout_seconds: int = Field(
         48 * 3600, ge=1, description="how long a restore waits for thawing (Glacier: hours)"
     )
+    restore_hold_days: int = Field(
+        7,
+        ge=0,
+        description="a restored partition stays hot this long before the nightly archive takes it again",
+    )
     backup_bucket: str = Field("lakehouse-backup", description="where backups of tables and databases go")
     backup_keep_daily: int = Field(7, ge=1, description="backups kept: the newest of each of this many days")
     backup_keep_weekly: int = Field(4, ge=0, description="and the newest of each of this many weeks before")

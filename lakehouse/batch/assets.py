@@ -8,6 +8,7 @@ Trino for dbt.
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import dagster as dg
 from pyspark.sql import DataFrame, SparkSession
@@ -18,6 +19,7 @@ from lakehouse.batch.funnel import product_funnel_daily
 from lakehouse.batch.sessions import SESSION_GAP_MINUTES, sessions
 from lakehouse.cdc.assets import silver_key
 from lakehouse.ingest.assets import BRONZE_KEY
+from lakehouse.lifecycle.archive import refuse_archived_source
 from lakehouse.policies import DAILY_FRESHNESS, DAILY_PARTITIONS, PLATFORM_OWNER
 from lakehouse.resources import LakehouseSparkResource, LakeResource, TrinoResource
 
@@ -141,6 +143,8 @@ def silver_daily(
     """The silver daily tables selected, in one Spark session for the run's whole range of days (bronze is
     read once and cached for all of them)."""
     window = context.partition_time_window
+    refuse_archived_source(lake._settings(), "bronze", "clickstream_events", window.start.date(),
+                           window.end.date() - timedelta(days=1))  # fmt: skip
     session = spark.spark_session
     events = read_bronze(
         session, lake, window.start.date().isoformat(), window.end.date().isoformat()

@@ -137,7 +137,7 @@ def lifecycle_archive_schedule(context: dg.ScheduleEvaluationContext, lake: Lake
             context.log.info(str(exc))
             continue
         for day in days:
-            yield dg.RunRequest(run_key=f"archive:{layer}/{table}:{day}", asset_selection=[archive_key(layer, table)],
+            yield dg.RunRequest(run_key=f"archive:{layer}/{table}:{day}:{today}", asset_selection=[archive_key(layer, table)],
                                 partition_key=day.isoformat())  # fmt: skip
 
 
@@ -194,5 +194,26 @@ backups_and_drill_job = dg.define_asset_job(
 backup_schedule = dg.ScheduleDefinition(
     job=backups_and_drill_job, cron_schedule="0 3 * * *", execution_timezone="UTC",
     description="Each night at 03:00 UTC: backups, then the restore drill.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)  # fmt: skip
+
+
+@dg.op(description="Copy PostgreSQL's newly archived WAL segments to the backup bucket (off-host RPO).",
+       pool="lifecycle_backups")  # fmt: skip
+def ship_wal(context: dg.OpExecutionContext, lake: LakeResource) -> int:
+    from lakehouse.lifecycle.pg_backup import sync_wal
+
+    return sync_wal(lake._settings(), log=context.log.info)
+
+
+@dg.job(description="Ship PostgreSQL's archived WAL to the backup bucket.")
+def wal_shipping():
+    ship_wal()
+
+
+wal_shipping_schedule = dg.ScheduleDefinition(
+    job=wal_shipping, cron_schedule="*/5 * * * *", execution_timezone="UTC",
+    description="Every 5 minutes: the WAL PostgreSQL archived locally goes to the backup bucket, so losing "
+    "the machine loses at most about 5 minutes of OLTP changes.",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )  # fmt: skip

@@ -137,22 +137,22 @@ def thaw(client, bucket: str, keys: Iterable[str], days: int, timeout_s: float,
         time.sleep(poll_s)
 
 
-BACKUP_PREFIXES = ("postgres/", "delta/", "kafka/", "dagster/")
-
-
 def lifecycle_rules(s: LakehouseSettings, archived_prefixes: list[str], cold_expire_days: int | None = None,
-                    backup_cold_after_days: int = 30) -> dict[str, dict]:  # fmt: skip
+                    snapshot_cold_after_days: int = 30) -> dict[str, dict]:  # fmt: skip
     """S3 lifecycle configurations for real AWS, per bucket and prefix.
 
-    - Lake bucket: no transition. Delta files may only leave through a commit (the archive assets);
-      an S3 transition behind the log's back would make the table unreadable. Only abandoned multipart
+    - Lake bucket: no transition, no expiration. Delta files may only leave through a commit (the archive
+      assets); S3 acting behind the log's back would make tables unreadable. Only abandoned multipart
       uploads are aborted.
     - Cold bucket: objects are written in their storage class already; per archived table prefix an
       expiration when `cold_expire_days` is given (legal holds: leave it None).
-    - Backup bucket: per prefix (`postgres/`, `delta/`, `kafka/`, `dagster/`) a transition to the cold
-      class after `backup_cold_after_days`, and an expiration after the retention the backups keep
-      (LAKEHOUSE_BACKUP_KEEP_DAILY days + LAKEHOUSE_BACKUP_KEEP_WEEKLY weeks), a safety net behind the
-      retention the backup assets enforce.
+    - Backup bucket:
+      - `kafka/` and `dagster/` snapshots move to the cold class after `snapshot_cold_after_days` (the drill
+        only ever reads the newest) and expire after the backup retention;
+      - `postgres/` (base backups and WAL) expires after the retention, never transitions: a point-in-time
+        restore reads it without a thaw step;
+      - `delta/` has no rule at all: its data files are shared by every later backup and only the backups'
+        own garbage collection may delete them.
     """
     abort = {"ID": "abort-incomplete-uploads", "Filter": {"Prefix": ""}, "Status": "Enabled",
              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}  # fmt: skip
@@ -161,14 +161,17 @@ def lifecycle_rules(s: LakehouseSettings, archived_prefixes: list[str], cold_exp
         cold_rules += [{"ID": f"expire-{p.strip('/').replace('/', '-')}", "Filter": {"Prefix": p},
                         "Status": "Enabled", "Expiration": {"Days": cold_expire_days}}
                        for p in archived_prefixes]  # fmt: skip
-    keep_days = s.backup_keep_daily + 7 * s.backup_keep_weekly + 7
+    keep_days = (
+        s.backup_keep_daily + 7 * s.backup_keep_weekly + 7
+    )  # the oldest backup retention keeps, and a week
+    expire_days = max(keep_days, snapshot_cold_after_days + 90)  # Glacier bills 90 days at least
     backup_rules = [abort]
-    for prefix in BACKUP_PREFIXES:
-        name = prefix.strip("/")
-        backup_rules.append({"ID": f"{name}-to-cold", "Filter": {"Prefix": prefix}, "Status": "Enabled",
-                             "Transitions": [{"Days": backup_cold_after_days, "StorageClass": s.cold_storage_class}]})  # fmt: skip
-        backup_rules.append({"ID": f"{name}-expire", "Filter": {"Prefix": prefix}, "Status": "Enabled",
-                             "Expiration": {"Days": max(keep_days, backup_cold_after_days + 90)}})  # fmt: skip
+    for prefix in ("kafka/", "dagster/"):
+        backup_rules.append({"ID": f"{prefix.strip('/')}-to-cold", "Filter": {"Prefix": prefix}, "Status": "Enabled",
+                             "Transitions": [{"Days": snapshot_cold_after_days, "StorageClass": s.cold_storage_class}]})  # fmt: skip
+    for prefix in ("kafka/", "dagster/", "postgres/"):
+        backup_rules.append({"ID": f"{prefix.strip('/')}-expire", "Filter": {"Prefix": prefix}, "Status": "Enabled",
+                             "Expiration": {"Days": expire_days if prefix != "postgres/" else keep_days}})  # fmt: skip
     return {s.bucket: {"Rules": [abort]}, s.cold_bucket: {"Rules": cold_rules},
             s.backup_bucket: {"Rules": backup_rules}}  # fmt: skip
 

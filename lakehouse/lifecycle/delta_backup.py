@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from lakehouse.lifecycle.archive import refuse_deletion_vectors
 from lakehouse.lifecycle.cold_tier import (
     LifecycleError,
     delete_keys,
@@ -75,6 +76,7 @@ def backup_table(s: LakehouseSettings, layer: str, table: str, log: Callable[[st
             f"{layer}/{table} ({uri}) does not exist", "materialize it before backing it up"
         ) from None
     state = log_state(uri, s.delta_storage_options(), version)
+    refuse_deletion_vectors(f"{layer}/{table}", state)
     hot_prefix, prefix = f"{s.schema(layer)}/{table}", table_prefix(s, layer, table)
     backup_id = f"{datetime.now(UTC).strftime(STAMP)}-v{version}"
     files, copied, copied_bytes = [], 0, 0
@@ -145,6 +147,9 @@ def restore_table(s: LakehouseSettings, layer: str, table: str, backup_id: str |
     backup_id = backup_id or ids[-1]
     manifest = read_backup(client, s, layer, table, backup_id)
     target_uri = target_uri or f"s3://{s.bucket}/_restore/{s.schema(layer)}/{table}"
+    if target_uri.rstrip("/") == s.table_uri(layer, table):
+        raise LifecycleError(f"{target_uri} is the live table; a restore goes to a scratch location",
+                             "leave the target out (default: _restore/) and swap tables once compared")  # fmt: skip
     bucket, _, target = target_uri.removeprefix("s3://").partition("/")
     old = [o["Key"] for o in list_keys(client, bucket, f"{target}/")]
     delete_keys(client, bucket, old)  # a scratch location: whatever an earlier drill left goes

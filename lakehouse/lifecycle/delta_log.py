@@ -35,14 +35,18 @@ class LogState:
 
 def _read_checkpoint(fs: pafs.FileSystem, log: str, names: list[str], state: LogState) -> None:
     for name in names:
-        table = pq.read_table(f"{log}/{name}", columns=["add", "txn"], filesystem=fs)
-        for add in table.column("add").to_pylist():
+        schema = pq.read_schema(f"{log}/{name}", filesystem=fs)
+        table = pq.read_table(
+            f"{log}/{name}", columns=[c for c in ("add", "txn") if c in schema.names], filesystem=fs
+        )
+        for add in table.column("add").to_pylist() if "add" in table.column_names else []:
             if add is not None:
                 values = add.get("partitionValues") or {}
                 state.adds[add["path"]] = {"path": add["path"], "size": add.get("size"),
                                            "partitionValues": dict(values) if isinstance(values, list) else values,
-                                           "modificationTime": add.get("modificationTime"), "stats": add.get("stats")}  # fmt: skip
-        for txn in table.column("txn").to_pylist():
+                                           "modificationTime": add.get("modificationTime"), "stats": add.get("stats"),
+                                           "deletionVector": add.get("deletionVector")}  # fmt: skip
+        for txn in table.column("txn").to_pylist() if "txn" in table.column_names else []:
             if txn is not None:
                 state.txns[txn["appId"]] = txn["version"]
 
@@ -89,3 +93,22 @@ def live_add_actions(uri: str, storage_options: dict[str, str], version: int) ->
 def object_key(table_prefix: str, log_path: str) -> str:
     """The object key of a data file: the table's prefix and the log's (URL-encoded) relative path."""
     return f"{table_prefix}/{unquote(log_path)}"
+
+
+def removals_by(
+    uri: str, storage_options: dict[str, str], after: int, upto: int, key: str, value: str
+) -> dict[str, int]:
+    """{path: version} of the files removed by commits after `after` up to `upto` whose commit info has
+    `key` = `value` (how archival finds its own remove commit after a crash, whatever else ran since)."""
+    fs, root = table_filesystem(uri, storage_options)
+    found: dict[str, int] = {}
+    for v in range(after + 1, upto + 1):
+        try:
+            with fs.open_input_stream(f"{root}/_delta_log/{v:020d}.json") as f:
+                actions = [json.loads(line) for line in f.read().decode().splitlines() if line.strip()]
+        except FileNotFoundError:
+            raise ValueError(f"the log of {uri} no longer has commit {v} (cleaned up)") from None
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        if info.get(key) == value:
+            found.update({a["remove"]["path"]: v for a in actions if "remove" in a})
+    return found

@@ -107,6 +107,7 @@ def _drill_postgres(s: LakehouseSettings, report: DrillReport, log) -> None:
     with Postgres()._connect(s) as conn:
         live = {r[0] for r in conn.execute("select datname from pg_database where not datistemplate")}
     report.figures["postgres_rpo_s"] = round(pg_backup.rpo_seconds(s), 1)
+    report.figures["postgres_offhost_rpo_s"] = round(pg_backup.bucket_rpo_seconds(s), 1)
     pg_backup.sync_wal(s, log=log)
     try:
         copy = pg_backup.point_in_time_restore(s, log=log)
@@ -135,9 +136,12 @@ def _drill_kafka(s: LakehouseSettings, report: DrillReport) -> None:
         report.problems.append("kafka: no backup")
         return
     snapshot = json.loads(client.get_object(Bucket=s.backup_bucket, Key=key)["Body"].read())
-    names = [DRILL_TOPIC_PREFIX + n for n in snapshot["topics"]]
+    prefix = (
+        f"{DRILL_TOPIC_PREFIX}{time.time_ns()}."  # its own names: deleting topics finishes asynchronously
+    )
+    names = [prefix + n for n in snapshot["topics"]]
     try:
-        restored = platform_backup.restore_topics(s, snapshot, DRILL_TOPIC_PREFIX)
+        restored = platform_backup.restore_topics(s, snapshot, prefix)
         for name, want in snapshot["topics"].items():
             got = restored[name]
             if got["partitions"] != want["partitions"] or got["configs"] != want["configs"]:

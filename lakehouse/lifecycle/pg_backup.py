@@ -4,7 +4,8 @@
   Postgres service; a segment is finished at least every LAKEHOUSE_PG_ARCHIVE_TIMEOUT_SECONDS).
 - `base_backup` takes `pg_basebackup -Fp -X stream` (plain format: `pg_verifybackup` checks it against
   its backup manifest), verifies it, and stores it as one tarball with a manifest in the backup bucket
-  (`postgres/base/<stamp>/`). It also copies the WAL repository's new segments to `postgres/wal/`.
+  (`postgres/<system id>/base/<stamp>/`). It also copies the WAL repository's new segments to
+  `postgres/<system id>/wal/` (the `lifecycle_wal_shipping` schedule does too, every 5 minutes).
 - `point_in_time_restore` starts a scratch server on LAKEHOUSE_PG_RESTORE_PORT from the newest base
   backup before the target time and replays the bucket's WAL up to that time, then promotes it. Its RTO
   (seconds to a queryable copy) is measured; `rpo_seconds` says how much a restore could miss right now.
@@ -41,7 +42,23 @@ from lakehouse.stack.services import Postgres, wal_archive_dir
 
 STAMP = "%Y%m%dT%H%M%SZ"
 WAL_NAME = re.compile(r"^[0-9A-F]{24}$")  # a segment; .history/.backup files are kept whatever happens
-BASE, WAL = "postgres/base", "postgres/wal"
+
+
+def prefixes(s: LakehouseSettings, client) -> tuple[str, str]:
+    """(base backups, WAL) prefixes of this cluster: `postgres/<system identifier>/base|wal`, so a cluster
+    created anew (or another stack sharing the bucket) never mixes its WAL with this one's. When the server
+    does not answer (a real disaster), the cluster with the newest base backup in the bucket."""
+    try:
+        with Postgres()._connect(s) as conn:
+            sysid = conn.execute("select system_identifier from pg_control_system()").fetchone()[0]
+    except Exception:  # noqa: BLE001 - the server is down: restore what the bucket has
+        manifests = [
+            o for o in list_keys(client, s.backup_bucket, "postgres/") if o["Key"].endswith("/manifest.json")
+        ]
+        if not manifests:
+            return "postgres/none/base", "postgres/none/wal"
+        sysid = max(manifests, key=lambda o: o["LastModified"])["Key"].split("/")[1]
+    return f"postgres/{sysid}/base", f"postgres/{sysid}/wal"
 
 
 def _run_as_postgres(cmd: list[str], what: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -76,7 +93,8 @@ def _check_space(path: Path, needed: int, what: str) -> None:
 def sync_wal(s: LakehouseSettings, client=None, log: Callable[[str], None] = print) -> int:
     """Copy the WAL repository's segments the bucket does not have yet; returns how many were copied."""
     client = client or s3_client(s)
-    have = {o["Key"].rsplit("/", 1)[1] for o in list_keys(client, s.backup_bucket, f"{WAL}/")}
+    _, wal = prefixes(s, client)
+    have = {o["Key"].rsplit("/", 1)[1] for o in list_keys(client, s.backup_bucket, f"{wal}/")}
     repo = wal_archive_dir(s)
     new = (
         sorted(p for p in repo.iterdir() if not p.name.endswith(".part") and p.name not in have)
@@ -84,9 +102,9 @@ def sync_wal(s: LakehouseSettings, client=None, log: Callable[[str], None] = pri
         else []
     )
     for path in new:
-        put_checked(client, s.backup_bucket, f"{WAL}/{path.name}", path.read_bytes())
+        put_checked(client, s.backup_bucket, f"{wal}/{path.name}", path.read_bytes())
     if new:
-        log(f"  postgres: {len(new)} WAL segments copied to s3://{s.backup_bucket}/{WAL}/")
+        log(f"  postgres: {len(new)} WAL segments copied to s3://{s.backup_bucket}/{wal}/")
     return len(new)
 
 
@@ -103,6 +121,7 @@ def base_backup(s: LakehouseSettings, log: Callable[[str], None] = print) -> dic
     """A verified base backup in the backup bucket, plus the WAL archived so far. Returns its manifest."""
     client = s3_client(s)
     require_bucket(client, s.backup_bucket, "backup", "LAKEHOUSE_BACKUP_BUCKET")
+    base, _ = prefixes(s, client)
     bindir = Postgres()._bindir()
     stamp = datetime.now(UTC).strftime(STAMP)
     work = s.backup_work_dir or _local_dir(s, "work")
@@ -132,17 +151,17 @@ def base_backup(s: LakehouseSettings, log: Callable[[str], None] = print) -> dic
     finally:
         shutil.rmtree(target, ignore_errors=True)
     data = tarball.getvalue()
-    digest = put_checked(client, s.backup_bucket, f"{BASE}/{stamp}/base.tar.gz", data)
+    digest = put_checked(client, s.backup_bucket, f"{base}/{stamp}/base.tar.gz", data)
     manifest = {"stamp": stamp, "created_at": datetime.now(UTC).isoformat(), "start_wal": _start_segment(label),
                 "database_bytes": size, "size": len(data), "sha256": digest, "verified_with": "pg_verifybackup",
                 "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
     switch_and_wait_archived(s)  # the backup's end goes to the archive now, not in a minute
     sync_wal(s, client, log)
     put_checked(
-        client, s.backup_bucket, f"{BASE}/{stamp}/manifest.json", json.dumps(manifest, indent=1).encode()
+        client, s.backup_bucket, f"{base}/{stamp}/manifest.json", json.dumps(manifest, indent=1).encode()
     )
     log(
-        f"  postgres: base backup {stamp} ({len(data) // 2**20} MiB, verified) -> s3://{s.backup_bucket}/{BASE}/{stamp}/"
+        f"  postgres: base backup {stamp} ({len(data) // 2**20} MiB, verified) -> s3://{s.backup_bucket}/{base}/{stamp}/"
     )
     return manifest
 
@@ -167,10 +186,20 @@ def switch_and_wait_archived(s: LakehouseSettings, timeout: float = 60.0) -> str
 
 def base_backups(client, s: LakehouseSettings) -> list[dict]:
     """Every base backup with a manifest, oldest first."""
+    base, _ = prefixes(s, client)
     keys = sorted(
-        o["Key"] for o in list_keys(client, s.backup_bucket, f"{BASE}/") if o["Key"].endswith("manifest.json")
+        o["Key"] for o in list_keys(client, s.backup_bucket, f"{base}/") if o["Key"].endswith("manifest.json")
     )
     return [json.loads(client.get_object(Bucket=s.backup_bucket, Key=k)["Body"].read()) for k in keys]
+
+
+def bucket_rpo_seconds(s: LakehouseSettings) -> float:
+    """How much a restore could miss if the whole machine were lost now: the age of the newest WAL segment
+    in the backup bucket (0 segments: infinite)."""
+    client = s3_client(s)
+    _, wal = prefixes(s, client)
+    newest = max((o["LastModified"] for o in list_keys(client, s.backup_bucket, f"{wal}/")), default=None)
+    return (datetime.now(UTC) - newest).total_seconds() if newest else float("inf")
 
 
 def rpo_seconds(s: LakehouseSettings) -> float:
@@ -201,6 +230,7 @@ class ScratchPostgres:
                                autocommit=True, connect_timeout=5)  # fmt: skip
 
     def stop(self) -> None:
+        (self.data.parent / "postgres.pid").unlink(missing_ok=True)
         if self.process.poll() is None:
             self.process.terminate()  # SIGTERM: smart shutdown
             try:
@@ -217,13 +247,14 @@ def point_in_time_restore(s: LakehouseSettings, target: datetime | None = None, 
     started = time.monotonic()
     client = s3_client(s)
     require_bucket(client, s.backup_bucket, "backup", "LAKEHOUSE_BACKUP_BUCKET")
+    base, wal_prefix = prefixes(s, client)
     candidates = [
         b
         for b in base_backups(client, s)
         if target is None or datetime.fromisoformat(b["created_at"]) <= target
     ]
     if not candidates:
-        raise LifecycleError(f"no PostgreSQL base backup in s3://{s.backup_bucket}/{BASE}/ "
+        raise LifecycleError(f"no PostgreSQL base backup in s3://{s.backup_bucket}/{base}/ "
                              f"{'before ' + target.isoformat() if target else 'at all'}",
                              "take one: `lakehouse lifecycle backup postgres`")  # fmt: skip
     backup = candidates[-1]
@@ -233,17 +264,17 @@ def point_in_time_restore(s: LakehouseSettings, target: datetime | None = None, 
     data, wal, sock = root / "data", root / "wal", root / "run"
     for d in (root, wal, sock):
         d.mkdir(parents=True, exist_ok=True)
-    body = client.get_object(Bucket=s.backup_bucket, Key=f"{BASE}/{backup['stamp']}/base.tar.gz")[
+    body = client.get_object(Bucket=s.backup_bucket, Key=f"{base}/{backup['stamp']}/base.tar.gz")[
         "Body"
     ].read()
     if sha256_b64(body) != backup["sha256"]:
-        raise LifecycleError(f"the base backup s3://{s.backup_bucket}/{BASE}/{backup['stamp']}/base.tar.gz does "
+        raise LifecycleError(f"the base backup s3://{s.backup_bucket}/{base}/{backup['stamp']}/base.tar.gz does "
                              f"not match its manifest (SHA-256 {sha256_b64(body)} != {backup['sha256']})",
                              "restore an older base backup, and take a new one")  # fmt: skip
     _check_space(root, 3 * len(body), "a point-in-time restore")
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
         tar.extractall(root, filter="data")
-    segments = [o["Key"] for o in list_keys(client, s.backup_bucket, f"{WAL}/")
+    segments = [o["Key"] for o in list_keys(client, s.backup_bucket, f"{wal_prefix}/")
                 if o["Key"].rsplit("/", 1)[1][:24] >= backup["start_wal"] or not WAL_NAME.match(o["Key"].rsplit("/", 1)[1])]  # fmt: skip
     for key in segments:
         (wal / key.rsplit("/", 1)[1]).write_bytes(
@@ -297,17 +328,19 @@ def stop_scratch(root: Path) -> None:
     if pid_file.exists():
         try:
             proc = psutil.Process(int(pid_file.read_text()))
-            if "postgres" in proc.name():
+            if str(root / "data") in proc.cmdline():  # that very server, not a process that got its pid
                 proc.terminate()
                 proc.wait(timeout=60)
-        except (psutil.NoSuchProcess, ValueError):
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired, ValueError):
             pass
+        pid_file.unlink(missing_ok=True)
 
 
 def prune(s: LakehouseSettings, log: Callable[[str], None] = print) -> list[str]:
     """Enforce retention on base backups, then drop the WAL (bucket and local repository) older than the
     oldest base backup kept."""
     client = s3_client(s)
+    base, wal = prefixes(s, client)
     all_backups = base_backups(client, s)
     stamps = {datetime.strptime(b["stamp"], STAMP).replace(tzinfo=UTC): b for b in all_backups}
     keep = kept(stamps, s.backup_keep_daily, s.backup_keep_weekly)
@@ -316,19 +349,19 @@ def prune(s: LakehouseSettings, log: Callable[[str], None] = print) -> list[str]
         delete_keys(
             client,
             s.backup_bucket,
-            [o["Key"] for o in list_keys(client, s.backup_bucket, f"{BASE}/{stamp}/")],
+            [o["Key"] for o in list_keys(client, s.backup_bucket, f"{base}/{stamp}/")],
         )
     if keep:
         oldest = min(stamps[t]["start_wal"] for t in keep)
-        old = [o["Key"] for o in list_keys(client, s.backup_bucket, f"{WAL}/")
-               if WAL_NAME.match(name := o["Key"].rsplit("/", 1)[1]) and name < oldest]  # fmt: skip
-        delete_keys(client, s.backup_bucket, old)
-        uploaded = {o["Key"].rsplit("/", 1)[1] for o in list_keys(client, s.backup_bucket, f"{WAL}/")}
-        for path in wal_archive_dir(s).iterdir():
-            if WAL_NAME.match(path.name) and path.name < oldest and path.name not in uploaded:
-                continue  # never drop a local segment that is not in the bucket
-            if WAL_NAME.match(path.name) and path.name < oldest:
-                path.unlink()
+        in_bucket = {
+            o["Key"].rsplit("/", 1)[1]: o["Key"] for o in list_keys(client, s.backup_bucket, f"{wal}/")
+        }
+        old = [name for name in in_bucket if WAL_NAME.match(name) and name < oldest]
+        delete_keys(client, s.backup_bucket, [in_bucket[name] for name in old])
+        repo = wal_archive_dir(s)
+        for path in repo.iterdir() if repo.exists() else []:
+            if WAL_NAME.match(path.name) and path.name < oldest and path.name in in_bucket:
+                path.unlink()  # only what the bucket had: a segment never uploaded is kept
     if dropped:
         log(f"  postgres: dropped {len(dropped)} base backups past retention, and the WAL only they needed")
     return dropped

@@ -250,6 +250,14 @@ class ObjectStore(Service):
                 log(f"  created bucket s3://{bucket}")
 
 
+def archive_command(repo: Path) -> str:
+    """Copy a finished WAL segment into the repository, durably and idempotently: a segment already there
+    with the same bytes is success (PostgreSQL may archive one twice after a crash), a different one is
+    a failure PostgreSQL retries (and reports in pg_stat_archiver) rather than overwrite."""
+    return (f"if [ -f {repo}/%f ]; then cmp -s %p {repo}/%f; "
+            f"else cp %p {repo}/%f.part && sync {repo}/%f.part && mv {repo}/%f.part {repo}/%f && sync {repo}; fi")  # fmt: skip
+
+
 def wal_archive_dir(s: LakehouseSettings) -> Path:
     """Where PostgreSQL's archive_command puts each finished WAL segment (the backups copy them on)."""
     return s.home / "backups" / "postgres" / "wal"
@@ -314,6 +322,8 @@ class Postgres(Service):
                     f"initdb failed: {proc.stderr.strip()[-800:]}",
                     fix=f"remove {data} and run the command again",
                 )
+            for old in wal_archive.iterdir():  # a new cluster: WAL of an earlier one must not mix with it
+                old.unlink()
         _write(data / "postgresql.auto.conf", _properties({
             "listen_addresses": "'127.0.0.1'",
             "port": s.postgres_port,
@@ -325,7 +335,7 @@ class Postgres(Service):
             "logging_collector": "off",
             # continuous archiving into the local WAL repository the backups copy to the backup bucket
             "archive_mode": "on",
-            "archive_command": f"'test ! -f {wal_archive}/%f && cp %p {wal_archive}/%f.part && mv {wal_archive}/%f.part {wal_archive}/%f'",
+            "archive_command": f"'{archive_command(wal_archive)}'",
             "archive_timeout": s.pg_archive_timeout_seconds,
         }))  # fmt: skip
         _write(data / "pg_hba.conf", (
