@@ -101,6 +101,10 @@ def error_lines(stderr: str) -> tuple[list[str], list[str]]:
         ("cdc resnapshot", "connect", 2),
         ("stream status", None, 1),  # the stream jobs are the services here
         ("lake as-of silver orders --version 0", "objectstore", 2),
+        ("lifecycle archive bronze/clickstream_events --expired", "objectstore", 2),
+        ("lifecycle restore bronze/clickstream_events --from 2026-01-01", "objectstore", 2),
+        ("lifecycle backup postgres", "objectstore", 2),
+        ("lifecycle drill --no-postgres", "objectstore", 2),
     ],
 )
 def test_a_data_command_names_the_service_that_is_down(down, outcome, command, service, exit_code):

@@ -367,7 +367,8 @@ def restore_days(s: LakehouseSettings, layer: str, table: str, start: date, end:
             s.cold_thaw_timeout_seconds,
             log,
         )
-    for f in missing:
+
+    def put_back(f: dict) -> None:
         data = client.get_object(Bucket=s.cold_bucket, Key=f["key"])["Body"].read()
         if sha256_b64(data) != f["sha256"] or len(data) != f["size"]:
             raise LifecycleError(
@@ -375,7 +376,9 @@ def restore_days(s: LakehouseSettings, layer: str, table: str, start: date, end:
                 f"{sha256_b64(data)} != {f['sha256']}, {len(data)} != {f['size']} bytes); nothing was restored",
                 "the cold copy is damaged: restore it from the store's versioning or replication first",
             )
-        client.put_object(Bucket=s.bucket, Key=f["key"], Body=data)
+        client.put_object(Bucket=s.bucket, Key=f["key"], Body=data)  # unreferenced until the commit below
+
+    list(_POOL.map(put_back, missing))  # the first damaged file raises here, before any commit
     fault_point("lifecycle-restore.after_put")
     actions = [AddAction(path=f["add"]["path"], size=f["size"], partition_values=f["add"]["partitionValues"],
                          modification_time=f["add"]["modificationTime"], data_change=True,

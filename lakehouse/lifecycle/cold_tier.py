@@ -54,7 +54,8 @@ def require_bucket(client, bucket: str, purpose: str, variable: str) -> None:
         raise LifecycleError(f"the {purpose} bucket s3://{bucket} cannot be used: {exc}",
                              "check the object store's credentials (LAKEHOUSE_S3_*)") from None  # fmt: skip
     except EndpointConnectionError:
-        raise LifecycleError("the object store does not answer; nothing was changed",
+        where = urlsplit(client.meta.endpoint_url).netloc
+        raise LifecycleError(f"the object store at {where} did not answer; nothing was changed",
                              "start it with `lakehouse stack up`, or check LAKEHOUSE_S3_ENDPOINT") from None  # fmt: skip
 
 
