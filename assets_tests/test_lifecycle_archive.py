@@ -215,6 +215,32 @@ def test_a_compaction_racing_the_archive_leaves_no_duplicate_after_restore(names
     assert fingerprints(s)[day.isoformat()][0] == before[day.isoformat()][0] + 1  # every row once
 
 
+def test_a_restored_day_compacted_later_is_archived_once_and_restored_once(namespace, week):
+    from lakehouse.lifecycle.archive import refuse_archived_source
+
+    s = namespace.settings
+    _, days, before, _, _ = week
+    day = days[2]  # archived, then restored by the kill test
+    opts, uri = s.delta_storage_options(), s.table_uri(LAYER, TABLE)
+    if day.isoformat() not in fingerprints(s):
+        restore_days(s, LAYER, TABLE, day, day, log=lambda _: None)
+    late = (
+        DeltaTable(uri, storage_options=opts).to_pyarrow_table(filters=[("event_date", "=", day)]).slice(0, 1)
+    )
+    late = late.set_column(late.schema.get_field_index("event_id"), "event_id", [["late-after-restore"]])
+    write_deltalake(uri, late, mode="append", storage_options=opts)
+    DeltaTable(uri, storage_options=opts).optimize.compact(
+        partition_filters=[("event_date", "=", day)]
+    )  # maintenance
+    refuse_archived_source(s, LAYER, TABLE, day, day)  # all of it is hot: nothing refused
+    assert restore_days(s, LAYER, TABLE, day, day, log=lambda _: None)["files"] == 0
+    archive_day(s, LAYER, TABLE, day, log=lambda _: None)
+    manifest = read_manifest(s3_client(s), ArchivedTable(s, LAYER, TABLE), day)
+    assert manifest["rows"] == before[day.isoformat()][0] + 1  # the compacted file only, not its sources too
+    restore_days(s, LAYER, TABLE, day, day, log=lambda _: None)
+    assert fingerprints(s)[day.isoformat()][0] == before[day.isoformat()][0] + 1
+
+
 def test_silver_refuses_to_recompute_days_whose_bronze_is_archived(namespace, week):
     from lakehouse.lifecycle.archive import refuse_archived_source
 

@@ -246,11 +246,20 @@ def _copy(client, s: LakehouseSettings, t: ArchivedTable, path: str, add: dict) 
 def _settled(
     client, t: ArchivedTable, day: date, manifest: dict | None, hot: dict, version: int
 ) -> list[dict]:
-    """The manifest's archived entries, once pending ones (an archive that stopped after writing its
-    manifest) are settled: removed by their archive commit -> archived; still live -> taken again by this
-    run; gone any other way (compaction, an overwrite: their rows live on in other files) -> dropped, with
-    their cold copies."""
+    """The manifest's archived entries, once pending ones are settled. Pending: written by an archive that
+    stopped before sealing them, or restored since (`restored`). Settling: removed by an archive commit ->
+    archived; still live -> taken again by this run; gone any other way (compaction, an overwrite: their
+    rows live on in other files) -> dropped, with their cold copies."""
     entries = (manifest or {}).get("files", [])
+    ahead = [
+        f["path"]
+        for f in entries
+        if f.get("archived_version") is None and (f.get("read_version") or 0) > version
+    ]
+    if ahead:
+        raise LifecycleError(f"another archive of {t.name} {day} read a newer version of the table than this one "
+                             f"(e.g. for {ahead[0]}): two archives of one day must not run together; nothing was "
+                             "changed", "run it again once the other one has ended")  # fmt: skip
     pending = [f for f in entries if f.get("archived_version") is None and f["path"] not in hot]
     settled = [f for f in entries if f.get("archived_version") is not None and f["path"] not in hot]
     if pending:
@@ -312,7 +321,18 @@ def expired_days(s: LakehouseSettings, layer: str, table: str, today: date | Non
         hold = json.loads(client.get_object(Bucket=s.cold_bucket, Key=obj["Key"])["Body"].read())
         if date.fromisoformat(hold["until"]) >= (today or datetime.now(UTC).date()):
             held.add(date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json")))
-    return sorted(d for d in found - held if expired(d, days, today))
+    unsettled = set()  # an archive that stopped after its remove commit: the next run seals it
+    recent = datetime.now(UTC) - timedelta(days=30)
+    for obj in list_keys(client, s.cold_bucket, f"{t.prefix}/_manifests/"):
+        if obj["LastModified"] >= recent:
+            day = date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json"))
+            entries = read_manifest(client, t, day)["files"]
+            if any(
+                f.get("archived_version") is None and not f.get("restored") and f["path"] not in live
+                for f in entries
+            ):
+                unsettled.add(day)
+    return sorted(unsettled | {d for d in found - held if expired(d, days, today)})
 
 
 def restore_days(s: LakehouseSettings, layer: str, table: str, start: date, end: date,
@@ -333,28 +353,29 @@ def restore_days(s: LakehouseSettings, layer: str, table: str, start: date, end:
                              f"list what is archived with `lakehouse lifecycle archived {t.name}`")  # fmt: skip
     missing: list[dict] = []
     for day, manifest in manifests.items():
+        interrupted = [f["path"] for f in manifest["files"]
+                       if f.get("archived_version") is None and not f.get("restored") and f["path"] not in live]  # fmt: skip
+        if interrupted:
+            raise LifecycleError(f"the archive of {t.name} partition {day} was interrupted ({len(interrupted)} files "
+                                 "not settled); nothing was changed",
+                                 f"run `lakehouse lifecycle archive {t.name} --date {day}` first: it settles them")  # fmt: skip
+        cold = [
+            f for f in manifest["files"] if f.get("archived_version") is not None and f["path"] not in live
+        ]
         listed = {f["path"] for f in manifest["files"]}
         foreign = sorted(p for p in _day_files(live, day) if p not in listed)
-        if foreign:
+        if cold and foreign:
             raise LifecycleError(
                 f"{t.name} partition {day} was written after it was archived ({len(foreign)} files not in its "
                 f"manifest, e.g. {foreign[0]}); restoring would mix the two; nothing was changed",
                 f"archive the partition again first (`lakehouse lifecycle archive {t.name} --date {day}`): its "
                 "manifest then holds both, and the restore brings back all of it",
             )
-        interrupted = [
-            f["path"]
-            for f in manifest["files"]
-            if f.get("archived_version") is None and f["path"] not in live
-        ]
-        if interrupted:
-            raise LifecycleError(f"the archive of {t.name} partition {day} was interrupted ({len(interrupted)} files "
-                                 "not settled); nothing was changed",
-                                 f"run `lakehouse lifecycle archive {t.name} --date {day}` first: it settles them")  # fmt: skip
-        missing += [f for f in manifest["files"] if f["path"] not in live]
+        missing += cold
     report = {"table": t.name, "from": start.isoformat(), "to": end.isoformat(), "days": len(manifests),
               "files": 0, "bytes": 0, "rows": 0, "seconds": 0.0}  # fmt: skip
     if not missing:
+        _mark_restored(client, t, manifests, live, version)
         log(f"  {t.name} {start}..{end}: every archived file is live already")
         return report
     started = time.monotonic()
@@ -394,6 +415,8 @@ def restore_days(s: LakehouseSettings, layer: str, table: str, start: date, end:
         raise LifecycleError(f"another restore of {t.name} committed first ({str(exc).splitlines()[0]}); "
                              "nothing was added twice", "run the restore again: it adds what is still missing") from None  # fmt: skip
     fault_point("lifecycle-restore.after_commit")
+    now = t.open().version()
+    _mark_restored(client, t, manifests, log_state(t.uri, s.delta_storage_options(), now).adds, now)
     until = (datetime.now(UTC) + timedelta(days=s.restore_hold_days)).date().isoformat()
     for day in manifests:  # the nightly schedule leaves restored days hot this long
         put_checked(client, s.cold_bucket, t.hold_key(day), json.dumps({"until": until}).encode())
@@ -401,6 +424,21 @@ def restore_days(s: LakehouseSettings, layer: str, table: str, start: date, end:
                   seconds=round(time.monotonic() - started, 3))  # fmt: skip
     log(f"  {t.name} {start}..{end}: restored {report['files']} files, {report['rows']} rows")
     return report
+
+
+def _mark_restored(client, t: ArchivedTable, manifests: dict[date, dict], live: dict, version: int) -> None:
+    """Archived entries that are live again become pending (`restored`): if table maintenance compacts them
+    later, the next archive drops them instead of keeping them as archived next to their compacted copy."""
+    for day, manifest in manifests.items():
+        back = {
+            f["path"]
+            for f in manifest["files"]
+            if f.get("archived_version") is not None and f["path"] in live
+        }
+        if back:
+            files = [{**f, "archived_version": None, "read_version": version, "restored": True} if f["path"] in back
+                     else f for f in manifest["files"]]  # fmt: skip
+            _write_manifest(client, t, day, files, version)
 
 
 def archived(s: LakehouseSettings, layer: str, table: str) -> list[dict]:
@@ -413,7 +451,8 @@ def archived(s: LakehouseSettings, layer: str, table: str) -> list[dict]:
     lines = []
     for obj in list_keys(client, s.cold_bucket, f"{t.prefix}/_manifests/"):
         day = date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json"))
-        files = [f for f in read_manifest(client, t, day)["files"] if f["path"] not in live]
+        files = [f for f in read_manifest(client, t, day)["files"]
+                 if f["path"] not in live and f.get("archived_version") is not None]  # fmt: skip
         lines.append({"day": day.isoformat(), "files": len(files), "rows": sum(f["rows"] for f in files),
                       "bytes": sum(f["size"] for f in files)})  # fmt: skip
     return lines
@@ -436,9 +475,8 @@ def archived_days(s: LakehouseSettings, layer: str, table: str, start: date, end
     if not days:
         return []
     live = live_add_actions(t.uri, s.delta_storage_options(), t.open().version())
-    return [
-        d for d in sorted(days) if any(f["path"] not in live for f in read_manifest(client, t, d)["files"])
-    ]
+    return [d for d in sorted(days) if any(f["path"] not in live and not f.get("restored")
+                                           for f in read_manifest(client, t, d)["files"])]  # fmt: skip
 
 
 def refuse_archived_source(s: LakehouseSettings, layer: str, table: str, start: date, end: date) -> None:

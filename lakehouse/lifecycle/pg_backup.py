@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
@@ -44,20 +45,43 @@ STAMP = "%Y%m%dT%H%M%SZ"
 WAL_NAME = re.compile(r"^[0-9A-F]{24}$")  # a segment; .history/.backup files are kept whatever happens
 
 
-def prefixes(s: LakehouseSettings, client) -> tuple[str, str]:
-    """(base backups, WAL) prefixes of this cluster: `postgres/<system identifier>/base|wal`, so a cluster
-    created anew (or another stack sharing the bucket) never mixes its WAL with this one's. When the server
-    does not answer (a real disaster), the cluster with the newest base backup in the bucket."""
+def system_id(s: LakehouseSettings) -> str | None:
+    """The cluster's system identifier: from the server, or from its control file when it is down."""
     try:
         with Postgres()._connect(s) as conn:
-            sysid = conn.execute("select system_identifier from pg_control_system()").fetchone()[0]
-    except Exception:  # noqa: BLE001 - the server is down: restore what the bucket has
-        manifests = [
-            o for o in list_keys(client, s.backup_bucket, "postgres/") if o["Key"].endswith("/manifest.json")
-        ]
-        if not manifests:
-            return "postgres/none/base", "postgres/none/wal"
-        sysid = max(manifests, key=lambda o: o["LastModified"])["Key"].split("/")[1]
+            return str(conn.execute("select system_identifier from pg_control_system()").fetchone()[0])
+    except Exception:  # noqa: BLE001 - down: read it offline
+        pass
+    try:
+        proc = subprocess.run([str(Postgres()._bindir() / "pg_controldata"), "-D", str(Postgres().data_dir(s))],
+                              capture_output=True, text=True, user=Postgres()._user(), timeout=30)  # fmt: skip
+        m = re.search(r"Database system identifier:\s+(\d+)", proc.stdout)
+        return m.group(1) if m else None
+    except Exception:  # noqa: BLE001 - no local data directory (PostgreSQL served elsewhere, or lost)
+        return None
+
+
+def clusters(client, s: LakehouseSettings) -> list[str]:
+    """System ids with base backups in the bucket, the one with the newest backup last."""
+    manifests = [
+        o for o in list_keys(client, s.backup_bucket, "postgres/") if o["Key"].endswith("/manifest.json")
+    ]
+    newest: dict[str, datetime] = {}
+    for o in manifests:
+        sysid = o["Key"].split("/")[1]
+        newest[sysid] = max(newest.get(sysid, o["LastModified"]), o["LastModified"])
+    return sorted(newest, key=newest.get)
+
+
+def prefixes(s: LakehouseSettings, client, cluster: str | None = None) -> tuple[str, str]:
+    """(base backups, WAL) prefixes of a cluster: `postgres/<system identifier>/base|wal`, so a cluster
+    created anew (or another stack sharing the bucket) never mixes its WAL with this one's. Default: this
+    stack's cluster (`system_id`); refused when it cannot be known."""
+    sysid = cluster or system_id(s)
+    if sysid is None:
+        raise LifecycleError("PostgreSQL's system identifier cannot be read (the server is down and its data "
+                             "directory is not here)", "start it (`lakehouse stack up postgres`), or name the "
+                             f"cluster to restore: one of {', '.join(clusters(client, s)) or 'none in the bucket'}")  # fmt: skip
     return f"postgres/{sysid}/base", f"postgres/{sysid}/wal"
 
 
@@ -105,6 +129,13 @@ def sync_wal(s: LakehouseSettings, client=None, log: Callable[[str], None] = pri
         put_checked(client, s.backup_bucket, f"{wal}/{path.name}", path.read_bytes())
     if new:
         log(f"  postgres: {len(new)} WAL segments copied to s3://{s.backup_bucket}/{wal}/")
+    shipped = (
+        sorted(p for p in repo.iterdir() if WAL_NAME.match(p.name) and (p.name in have or p in new))
+        if repo.exists()
+        else []
+    )
+    for path in shipped[:-2]:  # in the bucket now; the newest two stay for a quick look
+        path.unlink()
     return len(new)
 
 
@@ -184,9 +215,9 @@ def switch_and_wait_archived(s: LakehouseSettings, timeout: float = 60.0) -> str
             time.sleep(0.5)
 
 
-def base_backups(client, s: LakehouseSettings) -> list[dict]:
-    """Every base backup with a manifest, oldest first."""
-    base, _ = prefixes(s, client)
+def base_backups(client, s: LakehouseSettings, cluster: str | None = None) -> list[dict]:
+    """Every base backup of a cluster (default: this stack's) with a manifest, oldest first."""
+    base, _ = prefixes(s, client, cluster)
     keys = sorted(
         o["Key"] for o in list_keys(client, s.backup_bucket, f"{base}/") if o["Key"].endswith("manifest.json")
     )
@@ -232,7 +263,7 @@ class ScratchPostgres:
     def stop(self) -> None:
         (self.data.parent / "postgres.pid").unlink(missing_ok=True)
         if self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: smart shutdown
+            self.process.send_signal(signal.SIGINT)  # fast shutdown: clients are cut off
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -241,16 +272,20 @@ class ScratchPostgres:
 
 
 def point_in_time_restore(s: LakehouseSettings, target: datetime | None = None, timeout: float = 300.0,
-                          log: Callable[[str], None] = print) -> ScratchPostgres:  # fmt: skip
+                          log: Callable[[str], None] = print, cluster: str | None = None) -> ScratchPostgres:  # fmt: skip
     """Restore the newest base backup taken before `target` (default: the newest), replay the archived WAL
     up to `target` (default: all of it), promote, and return the running copy."""
     started = time.monotonic()
     client = s3_client(s)
     require_bucket(client, s.backup_bucket, "backup", "LAKEHOUSE_BACKUP_BUCKET")
-    base, wal_prefix = prefixes(s, client)
+    if cluster is None and system_id(s) not in clusters(client, s):
+        cluster = (clusters(client, s) or [None])[
+            -1
+        ]  # a new cluster without backups yet: the newest that has
+    base, wal_prefix = prefixes(s, client, cluster)
     candidates = [
         b
-        for b in base_backups(client, s)
+        for b in base_backups(client, s, cluster)
         if target is None or datetime.fromisoformat(b["created_at"]) <= target
     ]
     if not candidates:
@@ -329,9 +364,13 @@ def stop_scratch(root: Path) -> None:
         try:
             proc = psutil.Process(int(pid_file.read_text()))
             if str(root / "data") in proc.cmdline():  # that very server, not a process that got its pid
-                proc.terminate()
-                proc.wait(timeout=60)
-        except (psutil.NoSuchProcess, psutil.TimeoutExpired, ValueError):
+                proc.send_signal(signal.SIGINT)  # fast shutdown
+                try:
+                    proc.wait(timeout=60)
+                except psutil.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=30)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
             pass
         pid_file.unlink(missing_ok=True)
 

@@ -20,6 +20,7 @@ import os
 import sqlite3
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +106,12 @@ def restore_topics(s: LakehouseSettings, snapshot: dict, prefix: str) -> dict[st
                     config=t["configs"]) for name, t in snapshot["topics"].items() if prefix + name not in existing]  # fmt: skip
     for _topic, future in admin.create_topics(new, operation_timeout=30).items() if new else []:
         future.result(30)
-    metadata = admin.list_topics(timeout=10)
+    wanted = {prefix + n for n in snapshot["topics"]}
+    deadline = time.monotonic() + 30
+    while (
+        not wanted <= set((metadata := admin.list_topics(timeout=10)).topics) and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)  # metadata reaches every listener a moment after the creation
     resources = [ConfigResource(ConfigResource.Type.TOPIC, prefix + n) for n in snapshot["topics"]]
     configs = (
         {r.name: f.result(10) for r, f in admin.describe_configs(resources).items()} if resources else {}
@@ -117,13 +123,16 @@ def restore_topics(s: LakehouseSettings, snapshot: dict, prefix: str) -> dict[st
 
 
 def delete_topics(s: LakehouseSettings, names: list[str]) -> None:
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})  # kept alive until the futures resolve
-    existing = set(admin.list_topics(timeout=10).topics)
-    names = [n for n in names if n in existing]
     for _topic, future in admin.delete_topics(names, operation_timeout=30).items() if names else []:
-        future.result(30)
+        try:
+            future.result(30)
+        except KafkaException as exc:
+            if "UNKNOWN_TOPIC" not in str(exc):  # never created (the drill stopped before): nothing to delete
+                raise
 
 
 def dagster_home() -> Path:

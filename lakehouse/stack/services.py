@@ -14,6 +14,7 @@ import struct
 import subprocess
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -322,8 +323,13 @@ class Postgres(Service):
                     f"initdb failed: {proc.stderr.strip()[-800:]}",
                     fix=f"remove {data} and run the command again",
                 )
-            for old in wal_archive.iterdir():  # a new cluster: WAL of an earlier one must not mix with it
-                old.unlink()
+            earlier = list(wal_archive.iterdir())
+            if earlier:  # a new cluster: an earlier one's WAL must not mix with it; kept aside, not deleted
+                aside = wal_archive.parent / f"wal-before-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+                aside.mkdir()
+                for old in earlier:
+                    old.rename(aside / old.name)
+                log(f"  the WAL archived by the earlier cluster is kept in {aside}")
         _write(data / "postgresql.auto.conf", _properties({
             "listen_addresses": "'127.0.0.1'",
             "port": s.postgres_port,
