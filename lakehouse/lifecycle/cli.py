@@ -104,6 +104,7 @@ def _drill(args: argparse.Namespace) -> int:
 
 def _pitr(args: argparse.Namespace) -> int:
     from lakehouse.lifecycle import pg_backup
+    from lakehouse.lifecycle.cold_tier import LifecycleError
 
     s = get_settings()
     root = s.home / "restore" / "postgres"
@@ -114,8 +115,11 @@ def _pitr(args: argparse.Namespace) -> int:
     target = datetime.fromisoformat(args.to) if args.to else None
     if target is not None and target.tzinfo is None:
         target = target.replace(tzinfo=UTC)
-    pg_backup.sync_wal(s)
-    copy = pg_backup.point_in_time_restore(s, target)
+    try:
+        pg_backup.sync_wal(s)  # what the server archived since the last shipping
+    except LifecycleError as exc:
+        print(f"warning: no WAL shipped before the restore ({exc.problem})")
+    copy = pg_backup.point_in_time_restore(s, target, cluster=args.cluster)
     print(
         f"restored PostgreSQL running: psql -h {copy.socket_dir} -p {copy.port} -U postgres {s.postgres_db}"
     )
@@ -170,5 +174,10 @@ def add_parser(sub) -> None:
                                description="Starts a copy on LAKEHOUSE_PG_RESTORE_PORT from the newest base "
                                "backup before --to, with the archived WAL replayed up to --to, and leaves it running.")  # fmt: skip
     pitr.add_argument("--to", help="ISO time (UTC when no zone); default: everything archived")
+    pitr.add_argument(
+        "--cluster",
+        help="the system id of the cluster to restore (default: this stack's, or the "
+        "newest in the bucket when this one has no backup yet)",
+    )
     pitr.add_argument("--stop", action="store_true", help="stop a copy an earlier pitr left running")
     pitr.set_defaults(func=_pitr)
