@@ -123,15 +123,73 @@ def request_snapshot(s: LakehouseSettings, names: list[str], blocking: bool = Fa
                              "so they cannot be snapshotted",
                              fix="read `lakehouse stack logs connect`, then run `lakehouse stack up` again")  # fmt: skip
         time.sleep(0.5)
-    signal_id = f"lh-{uuid.uuid4()}"  # the id column holds 42 characters
     kind = "blocking" if blocking else "incremental"
     data = json.dumps({"data-collections": [f"{a}.{b}" for a, b in sorted(wanted)], "type": kind})
-    with connect(s) as conn:
-        conn.execute(f'INSERT INTO "{s.cdc_schema}".{SIGNAL_TABLE} (id, type, data) VALUES (%s, %s, %s)',
-                     (signal_id, "execute-snapshot", data))  # fmt: skip
     others = "streaming pauses while it runs" if blocking else "the other tables stream on"
-    log(f"  snapshot of {', '.join(names)} requested ({kind}; {others})")
-    return signal_id
+    topics = [s.cdc_topic(n) for n in names]
+    for attempt in range(1, SNAPSHOT_SIGNALS + 1):
+        start = _end_offsets(s, topics)
+        signal_id = f"lh-{uuid.uuid4()}"  # the id column holds 42 characters
+        with connect(s) as conn:
+            conn.execute(f'INSERT INTO "{s.cdc_schema}".{SIGNAL_TABLE} (id, type, data) VALUES (%s, %s, %s)',
+                         (signal_id, "execute-snapshot", data))  # fmt: skip
+        log(f"  snapshot of {', '.join(names)} requested ({kind}; {others})")
+        if _snapshot_reads_seen(s, topics, start, SNAPSHOT_START_SECONDS):
+            return signal_id
+        # The task that read the signal may still have been the one running the old configuration, which
+        # drops a signal for tables it does not know: ask again.
+        log(
+            f"  no snapshot record of {', '.join(names)} after {SNAPSHOT_START_SECONDS} s (attempt {attempt})"
+        )
+    raise StackError(f"Debezium did not start the {kind} snapshot of {', '.join(names)} after {SNAPSHOT_SIGNALS} "
+                     "signals", fix="read `lakehouse stack logs connect`, then run `lakehouse stack up` again")  # fmt: skip
+
+
+SNAPSHOT_SIGNALS = 3  # signals sent before giving up
+SNAPSHOT_START_SECONDS = 60  # a snapshot's first records arrive within seconds of its signal
+
+
+def _end_offsets(s: LakehouseSettings, topics: list[str]) -> dict[str, dict[int, int]]:
+    from lakehouse.resources.kafka import KafkaResource
+
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    return {t: kafka.end_offsets(t) if kafka.topic_exists(t) else {} for t in topics}
+
+
+def _snapshot_reads_seen(s: LakehouseSettings, topics: list[str], start: dict[str, dict[int, int]],
+                         timeout: float) -> bool:  # fmt: skip
+    """Whether a snapshot read (op `r`) reached any of the topics after `start` (a topic that did not exist
+    then: from its beginning), waiting up to `timeout` seconds."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from lakehouse.resources.kafka import KafkaResource
+
+    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for topic in topics:
+            if not kafka.topic_exists(topic):
+                continue
+            end = kafka.end_offsets(topic)
+            begin = {p: start.get(topic, {}).get(p, 0) for p in end}
+            if all(end[p] <= begin[p] for p in end):
+                continue
+            consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"lakehouse-probe-{uuid.uuid4()}",
+                                 "enable.auto.commit": False})  # fmt: skip
+            try:
+                consumer.assign([TopicPartition(topic, p, o) for p, o in begin.items() if end[p] > o])
+                wanted = sum(end[p] - begin[p] for p in end)
+                seen = 0
+                while seen < wanted and time.monotonic() < deadline:
+                    batch = consumer.consume(500, timeout=1)
+                    seen += len(batch)
+                    if any(m.value() and b'"op":"r"' in m.value() for m in batch if not m.error()):
+                        return True
+            finally:
+                consumer.close()
+            start = {**start, topic: end}
+        time.sleep(1)
+    return False
 
 
 def captured_before(s: LakehouseSettings, names: list[str]) -> list[str]:
