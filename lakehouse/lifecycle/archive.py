@@ -126,6 +126,11 @@ def expired(day: date, days: int, today: date | None = None) -> bool:
     return day < (today or datetime.now(UTC).date()) - timedelta(days=days)
 
 
+def key_day(key: str) -> date:
+    """The day of a manifest or hold key (`.../event_date=2026-09-01.json`)."""
+    return date.fromisoformat(key.rsplit("=", 1)[1].removesuffix(".json"))
+
+
 def read_manifest(client, t: ArchivedTable, day: date) -> dict | None:
     try:
         body = client.get_object(Bucket=t.s.cold_bucket, Key=t.manifest_key(day))["Body"].read()
@@ -320,12 +325,12 @@ def expired_days(s: LakehouseSettings, layer: str, table: str, today: date | Non
     for obj in list_keys(client, s.cold_bucket, f"{t.prefix}/_holds/"):
         hold = json.loads(client.get_object(Bucket=s.cold_bucket, Key=obj["Key"])["Body"].read())
         if date.fromisoformat(hold["until"]) >= (today or datetime.now(UTC).date()):
-            held.add(date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json")))
+            held.add(key_day(obj["Key"]))
     unsettled = set()  # an archive that stopped after its remove commit: the next run seals it
     recent = datetime.now(UTC) - timedelta(days=30)
     for obj in list_keys(client, s.cold_bucket, f"{t.prefix}/_manifests/"):
         if obj["LastModified"] >= recent:
-            day = date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json"))
+            day = key_day(obj["Key"])
             entries = read_manifest(client, t, day)["files"]
             if any(
                 f.get("archived_version") is None and not f.get("restored") and f["path"] not in live
@@ -450,7 +455,7 @@ def archived(s: LakehouseSettings, layer: str, table: str) -> list[dict]:
     live = live_add_actions(t.uri, s.delta_storage_options(), dt.version())
     lines = []
     for obj in list_keys(client, s.cold_bucket, f"{t.prefix}/_manifests/"):
-        day = date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json"))
+        day = key_day(obj["Key"])
         files = [f for f in read_manifest(client, t, day)["files"]
                  if f["path"] not in live and f.get("archived_version") is not None]  # fmt: skip
         lines.append({"day": day.isoformat(), "files": len(files), "rows": sum(f["rows"] for f in files),
@@ -469,7 +474,7 @@ def archived_days(s: LakehouseSettings, layer: str, table: str, start: date, end
         return []  # no cold tier: nothing was ever archived
     days = []
     for obj in list_keys(client, s.cold_bucket, f"{t.prefix}/_manifests/"):
-        day = date.fromisoformat(obj["Key"].rsplit("=", 1)[1].removesuffix(".json"))
+        day = key_day(obj["Key"])
         if start <= day <= end:
             days.append(day)
     if not days:

@@ -40,11 +40,10 @@ from lakehouse.lifecycle.cold_tier import (
     sha256_b64,
 )
 from lakehouse.lifecycle.delta_log import log_state, object_key
-from lakehouse.lifecycle.retention import kept
+from lakehouse.lifecycle.retention import STAMP, kept
 from lakehouse.resources.lake import s3_client
 from lakehouse.settings import LakehouseSettings
 
-STAMP = "%Y%m%dT%H%M%SZ"
 GC_GRACE_SECONDS = 24 * 3600  # an unreferenced data file younger than this may belong to a backup in flight
 
 

@@ -29,7 +29,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.lifecycle import delta_backup, pg_backup, platform_backup
-from lakehouse.lifecycle.cold_tier import LifecycleError, list_keys, sha256_b64
+from lakehouse.lifecycle.cold_tier import LifecycleError, list_keys
 from lakehouse.resources.lake import s3_client
 from lakehouse.settings import LakehouseSettings
 
@@ -190,7 +190,3 @@ def restore_drill(
     for problem in report.problems:
         log(f"  drill: {problem}")
     return report
-
-
-def verify_object(client, bucket: str, key: str, sha256: str) -> bool:
-    return sha256_b64(client.get_object(Bucket=bucket, Key=key)["Body"].read()) == sha256

@@ -36,12 +36,11 @@ from lakehouse.lifecycle.cold_tier import (
     require_bucket,
     sha256_b64,
 )
-from lakehouse.lifecycle.retention import kept
+from lakehouse.lifecycle.retention import STAMP, kept
 from lakehouse.resources.lake import s3_client
 from lakehouse.settings import LakehouseSettings
 from lakehouse.stack.services import Postgres, wal_archive_dir
 
-STAMP = "%Y%m%dT%H%M%SZ"
 WAL_NAME = re.compile(r"^[0-9A-F]{24}$")  # a segment; .history/.backup files are kept whatever happens
 
 

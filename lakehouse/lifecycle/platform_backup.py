@@ -27,10 +27,9 @@ from pathlib import Path
 
 from lakehouse.lifecycle.cold_tier import LifecycleError, put_checked, require_bucket
 from lakehouse.lifecycle.delta_log import log_state
+from lakehouse.lifecycle.retention import STAMP
 from lakehouse.resources.lake import s3_client
 from lakehouse.settings import LakehouseSettings
-
-STAMP = "%Y%m%dT%H%M%SZ"
 
 
 def kafka_snapshot(s: LakehouseSettings) -> dict:

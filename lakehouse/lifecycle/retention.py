@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+STAMP = "%Y%m%dT%H%M%SZ"  # how every backup names its time (UTC), in keys and ids
+
 
 def kept(stamps: Iterable[datetime], daily: int, weekly: int) -> set[datetime]:
     """The backups to keep, by their times; everything else may be deleted. The newest one is always kept,
