@@ -323,9 +323,8 @@ def test_the_capture_wait_ends_while_captured_tables_are_quiet_and_wal_stays_bou
 def test_spark_and_trino_share_the_metastore_which_survives_a_restart(stack, namespace):
     import pyarrow as pa
     from deltalake import write_deltalake
-    from pyspark.sql import SparkSession
 
-    from lakehouse.resources.spark import spark_config, spark_jars, stop_local_spark
+    from lakehouse.resources.spark import lake_session, spark_config, spark_jars, stop_local_spark
     from lakehouse.stack import manager
 
     s = namespace.settings
@@ -336,10 +335,7 @@ def test_spark_and_trino_share_the_metastore_which_survives_a_restart(stack, nam
                     storage_options=lake.storage_options)  # fmt: skip
     assert trino.register_lake_table(lake, "bronze", "from_python")
     jars = spark_jars(s.cache_dir)
-    builder = SparkSession.builder
-    for k, v in {**spark_config(s, jars), "spark.jars": ",".join(jars)}.items():
-        builder = builder.config(k, v)
-    spark = builder.getOrCreate()
+    spark = lake_session(s, {**spark_config(s, jars), "spark.jars": ",".join(jars)})
     try:
         # ... is the same table for Spark, and a table Spark creates is the same table for Trino
         assert sorted(spark.table(f"{lake.schema('bronze')}.from_python").collect()) == [(1, "a"), (2, "b")]

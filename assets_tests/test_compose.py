@@ -65,5 +65,28 @@ def test_mounted_files_exist():
                for volume in service.get("volumes", [])]  # fmt: skip
     files = [source for source in sources if source.startswith("./")]
     assert files, "compose should mount the repository's configuration files"
+    generated = {
+        "./.lakehouse/trino/etc/rules.json",
+        "./.lakehouse/trino/etc/password.db",
+        "./.lakehouse/tls",
+    }
     for source in files:
+        if source.startswith("./.lakehouse/"):  # written by `lakehouse security init` (see the next test)
+            assert source in generated, source
+            continue
         assert (REPO_ROOT / Path(source)).exists(), source
+
+
+def test_security_init_writes_what_compose_mounts(tmp_path, monkeypatch):
+    from lakehouse.security import tls, trino_access
+
+    s = LakehouseSettings(home=tmp_path)
+    cert = tls.ensure(s.tls_dir, print)
+    trino_access.install(s, s.home / "trino" / "etc", print)
+    for name in ("rules.json", "password.db"):
+        assert (tmp_path / "trino" / "etc" / name).is_file()
+    assert (
+        cert.key_and_cert.name == "server.pem" and cert.cert.name == "ca.pem"
+    )  # the names config.properties uses
+    compose_config = (REPO_ROOT / "docker" / "trino" / "etc" / "config.properties").read_text()
+    assert "/etc/trino/tls/server.pem" in compose_config and "/etc/trino/tls/ca.pem" in compose_config

@@ -458,15 +458,15 @@ def test_a_refused_database_and_superset_down_are_named(namespace, produced):
     from lakehouse.bi.superset_api import SupersetClient, SupersetError
 
     s = namespace.settings
-    gold = Database("gold", "Lakehouse gold (Trino)", "trino", "superset_trino_password")
-    with pytest.raises(
-        SupersetError
-    ) as err:  # Trino here takes no password (over HTTP the driver refuses one)
+    gold = Database("gold", "Lakehouse gold (Trino)", "trino", "trino_bi_password")
+    with pytest.raises(SupersetError) as err:  # the bi principal with a wrong password
         _superset(s).test_connection(
-            "Lakehouse gold (Trino)", bundle.sqlalchemy_uri(s, gold, "wrong-password")
+            "Lakehouse gold (Trino)",
+            bundle.sqlalchemy_uri(s, gold, "wrong-password"),
+            bundle.database_extra(s, gold),
         )
     assert "cannot connect to database 'Lakehouse gold (Trino)'" in err.value.problem
-    assert "LAKEHOUSE_SUPERSET_TRINO_PASSWORD" in err.value.fix
+    assert "LAKEHOUSE_TRINO_BI_PASSWORD" in err.value.fix
     # Superset's event log saved that request (and every import's `passwords`) scrubbed: no secret in it
     import psycopg
 

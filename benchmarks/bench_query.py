@@ -70,7 +70,7 @@ def benchmark(args, tag: str, s, td: Teardown) -> None:
     from lakehouse.demo import dagster_env, materialize_command
     from lakehouse.generator.clickstream import GeneratorConfig, encode, event_day, generate_events, produce
     from lakehouse.resources import LakehouseSparkResource, LakeResource, TrinoResource
-    from lakehouse.resources.spark import spark_config, spark_jars
+    from lakehouse.resources.spark import lake_session, spark_config, spark_jars
 
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)
     print(f"pipeline: {args.events} events over 7 days into namespace {tag} ...", flush=True)
@@ -88,7 +88,6 @@ def benchmark(args, tag: str, s, td: Teardown) -> None:
 
     # Spark: session start, then the week's backfill in the warm session (the asset reuses it).
     import dagster as dg
-    from dagster_pyspark.resources import spark_session_from_config
 
     from lakehouse.batch.assets import silver_daily
     from lakehouse.resources import build_resources
@@ -96,7 +95,7 @@ def benchmark(args, tag: str, s, td: Teardown) -> None:
     jars = spark_jars(s.cache_dir, log=lambda _: None)
     t0 = time.monotonic()
     td.on_exit("Spark session", stop_spark)
-    session = spark_session_from_config({**spark_config(s, jars), "spark.jars": ",".join(jars)})
+    session = lake_session(s, {**spark_config(s, jars), "spark.jars": ",".join(jars)})
     spark_start = time.monotonic() - t0
     lake = LakeResource.from_settings(s)
     t0 = time.monotonic()

@@ -13,6 +13,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from lakehouse.lifecycle import cli as lifecycle_cli
+from lakehouse.security import cli as security_cli
 from lakehouse.settings import LakehouseSettings, explain_settings_error, get_settings
 from lakehouse.stack.errors import StackError
 from lakehouse.time_travel import TimeTravelError
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     asof.set_defaults(func=_as_of)
 
     lifecycle_cli.add_parser(sub)
+    security_cli.add_parser(sub)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

@@ -123,5 +123,5 @@ defs = dg.Definitions(
         backup_schedule,
         wal_shipping_schedule,
     ],
-    resources={**build_resources(settings), "dbt": dbt_resource()},
+    resources={**build_resources(settings, env_secrets=True), "dbt": dbt_resource()},
 )

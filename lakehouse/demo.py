@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import date
 
+from lakehouse import secrets_store
 from lakehouse.executables import env_executable
 from lakehouse.settings import LakehouseSettings
 from lakehouse.stack.errors import StackError
@@ -210,8 +211,9 @@ def run_demo(s: LakehouseSettings, events: int, days: int) -> int:
     print(f"  dbt docs      make docs  ->  http://127.0.0.1:{s.docs_port}  (built at {s.docs_dir})")
     print(f"  Pinot         {s.pinot_controller_url}  (query console; broker {s.pinot_broker_url})")
     layers = ", ".join(s.schema(layer) for layer in ("raw", "bronze", "silver", "gold"))
-    print(f"  Trino         http://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog} in the Hive "
-          f"Metastore at {s.metastore_uri}, schemas {layers})")  # fmt: skip
+    print(f"  Trino         https://{s.trino_host}:{s.trino_port}/ui/  (catalog {s.trino_catalog} in the Hive "
+          f"Metastore at {s.metastore_uri}, schemas {layers}; principals: `lakehouse security principals`, "
+          f"passwords in {secrets_store.secrets_path()})")  # fmt: skip
     print(f"  Object store  {s.s3_endpoint}  (bucket {s.bucket})")
     print(f"  Superset      {s.superset_url}  (dashboards above; SQL Lab over the gold and Pinot databases)")
     # Raw keeps every message; the checks of this run proved each is a bronze event, a dead letter

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "LAKEHOUSE_"
@@ -126,8 +126,26 @@ def archive_after_days(
     return result
 
 
+class _SecretsFile(PydanticBaseSettingsSource):
+    """The secrets the environment does not set, from the private secrets file (generated on first use)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, str]:
+        from lakehouse import secrets_store
+
+        values = secrets_store.export()
+        return {f: values[secrets_store.variable(f)] for f in secrets_store.SECRET_FIELDS}
+
+
 class LakehouseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):  # fmt: skip
+        return init_settings, env_settings, _SecretsFile(settings_cls), dotenv_settings, file_secret_settings
 
     # Where the local stack keeps its data, logs and pid files, and where downloads are cached.
     home: Path = Field(REPO_ROOT / ".lakehouse", description="data, logs and pid files of the local stack")
@@ -137,7 +155,7 @@ class LakehouseSettings(BaseSettings):
     s3_endpoint: str = "http://127.0.0.1:8333"
     s3_region: str = "us-east-1"
     s3_access_key: str = "lakehouse"
-    s3_secret_key: str = "lakehouse-local-secret"
+    s3_secret_key: str = Field(description="secret key of the object store (generated: see secrets_store)")
     bucket: str = "lakehouse"
 
     # Kafka
@@ -159,7 +177,7 @@ class LakehouseSettings(BaseSettings):
     postgres_host: str = "127.0.0.1"
     postgres_port: Port = 5432
     postgres_user: str = "lakehouse"
-    postgres_password: str = "lakehouse-local-secret"
+    postgres_password: str = Field(description="password of postgres_user (generated: see secrets_store)")
     postgres_db: str = "marketplace"
 
     # Change data capture: Kafka Connect with Debezium. Which tables are captured is configuration.
@@ -180,8 +198,26 @@ class LakehouseSettings(BaseSettings):
 
     # Trino
     trino_host: str = "127.0.0.1"
-    trino_port: Port = 8080
-    trino_user: str = "lakehouse"
+    trino_port: Port = Field(8443, description="Trino's HTTPS port (clients authenticate with a password)")
+    trino_user: str = Field("platform", description="the pipelines' Trino principal: everything")
+    trino_password: str = Field(description="password of trino_user (generated: see secrets_store)")
+    trino_analyst_user: str = Field("analyst", description="Trino principal reading gold, and silver masked")
+    trino_analyst_password: str = Field(description="password of trino_analyst_user (generated)")
+    trino_bi_user: str = Field("bi", description="Superset's Trino principal: gold, read only")
+    trino_bi_password: str = Field(description="password of trino_bi_user (generated)")
+    trino_merchant_user: str = Field(
+        "merchant_1", description="a merchant's Trino principal (merchant_<id>): only that merchant's rows"
+    )
+    trino_merchant_password: str = Field(description="password of trino_merchant_user (generated)")
+    trino_shared_secret: str = Field(description="Trino's internal-communication shared secret (generated)")
+    trino_ca_file: Path | None = Field(
+        None,
+        description="certificate (PEM) Trino's TLS is verified with; default: the one `stack up` generates "
+        "for a local Trino, else the system's CAs",
+    )
+    trino_access_rules: Path | None = Field(
+        None, description="Trino access rules (JSON) to use instead of lakehouse/security/access_rules.json"
+    )
     trino_catalog: str = "delta"
     trino_java_home: Path | None = Field(
         None, description="a JDK 24+ for Trino; found under /usr/lib/jvm if unset"
@@ -230,12 +266,9 @@ class LakehouseSettings(BaseSettings):
     # Apache Superset (dashboards as code, in its own environment bi/.venv; metadata in PostgreSQL)
     superset_port: Port = 8088
     superset_db: str = Field("lakehouse_superset", description="Superset's metadata database in PostgreSQL")
-    superset_secret_key: str = Field(
-        "lakehouse-local-superset-secret",
-        description="signs Superset's sessions; set your own beyond one machine",
-    )
+    superset_secret_key: str = Field(description="signs Superset's sessions (generated: see secrets_store)")
     superset_admin_user: str = "admin"
-    superset_admin_password: str = "lakehouse-local-secret"
+    superset_admin_password: str = Field(description="password of the Superset admin (generated)")
     superset_workers: int = Field(2, ge=1, description="gunicorn worker processes of the Superset webserver")
     superset_dashboard_virtualization: bool = Field(
         False,
@@ -246,10 +279,6 @@ class LakehouseSettings(BaseSettings):
     )
     superset_pinot_host: str | None = Field(
         None, description="Pinot's host as Superset sees it (default: 127.0.0.1; `pinot` in compose)"
-    )
-    superset_trino_password: str | None = Field(
-        None,
-        description="the password Superset's Trino database connects with (sent at import, never in the bundle)",
     )
     superset_pinot_password: str | None = Field(
         None,
@@ -345,6 +374,20 @@ class LakehouseSettings(BaseSettings):
 
     def pinot_table(self, name: str) -> str:
         return f"{self.schema_prefix}{name}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Where `stack up` keeps the local stack's TLS certificate (see lakehouse.security.tls)."""
+        return self.home / "tls"
+
+    @property
+    def trino_verify(self) -> str | bool:
+        """What Trino's certificate is verified with: LAKEHOUSE_TRINO_CA_FILE, else the local stack's bundle
+        (the system's CAs and its own certificate) when there is one, else the system's CAs."""
+        if self.trino_ca_file:
+            return str(self.trino_ca_file)
+        local = self.tls_dir / "trust.pem"
+        return str(local) if local.exists() else True
 
     @property
     def superset_url(self) -> str:

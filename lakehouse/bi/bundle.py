@@ -55,7 +55,7 @@ def password(s: LakehouseSettings, db: Database) -> str | None:
 def sqlalchemy_uri(s: LakehouseSettings, db: Database, secret: str | None = None) -> str:
     """The database's URI as Superset reaches it, with `secret` as its password (the mask in a bundle, the
     real one to test a connection)."""
-    user = quote(s.trino_user, safe="")
+    user = quote(s.trino_bi_user, safe="")
     auth = f"{user}:{quote(secret, safe='')}@" if secret else f"{user}@"
     if db.engine == "trino":
         return f"trino://{auth}{s.superset_trino_host or s.trino_host}:{s.trino_port}/{s.trino_catalog}"
@@ -66,11 +66,11 @@ def sqlalchemy_uri(s: LakehouseSettings, db: Database, secret: str | None = None
 
 
 def database_extra(s: LakehouseSettings, db: Database) -> dict:
-    """The database's `extra`: with a password, the Trino driver must speak HTTPS (it refuses basic
-    authentication over HTTP)."""
+    """The database's `extra`: Trino is reached over HTTPS (its password authentication needs it), its
+    certificate verified with the stack's own (LAKEHOUSE_TRINO_CA_FILE) or the system's CAs."""
     extra: dict = {"allows_virtual_table_explore": True}
-    if db.engine == "trino" and password(s, db):
-        extra["engine_params"] = {"connect_args": {"http_scheme": "https"}}
+    if db.engine == "trino":
+        extra["engine_params"] = {"connect_args": {"http_scheme": "https", "verify": s.trino_verify}}
     return extra
 
 

@@ -25,9 +25,14 @@ def change_log_key(source_table: str) -> dg.AssetKey:
 
 
 def _spec(name: str, schema: str, table: str) -> dg.AssetSpec:
+    from lakehouse.security import pii
+
+    held = pii.columns("silver", name)
     return dg.AssetSpec(
         change_log_key(name), group_name="raw", owners=[PLATFORM_OWNER], freshness_policy=STREAMING_FRESHNESS,
         kinds={"debezium", "kafka", "delta"}, skippable=True,
+        metadata={"pii_columns": dg.MetadataValue.json(held), "pii_access": "the Trino principal `platform` only "
+                  "(the raw layer is readable by no other principal)"} if held else {},
         description=(
             f"Every change of PostgreSQL {schema}.{table} captured by Debezium (initial snapshot, then the "
             "write-ahead log): operation, before and after images, LSN, transaction id and commit time, "
@@ -107,10 +112,22 @@ def silver_key(source_table: str) -> dg.AssetKey:
 DEAD_LETTERS_KEY = dg.AssetKey(["silver", DEAD_LETTERS_TABLE])
 
 
+def pii_metadata(layer: str, table: str) -> dict:
+    """The PII classification of a table (dbt sources' `meta.pii`) as asset metadata, and who reads it clear."""
+    from lakehouse.security import pii
+
+    columns = pii.columns(layer, table)
+    if not columns:
+        return {}
+    return {"pii_columns": dg.MetadataValue.json(columns),
+            "pii_access": "clear for the Trino principal `platform` only; masked (a stable pseudonym) for every "
+                          "other principal; never selected by gold"}  # fmt: skip
+
+
 def _silver_spec(key: dg.AssetKey, deps: list[dg.AssetKey], description: str) -> dg.AssetSpec:
     return dg.AssetSpec(key, deps=deps, group_name="silver", owners=[PLATFORM_OWNER],
                         freshness_policy=STREAMING_FRESHNESS, kinds={"python", "delta"}, skippable=True,
-                        description=description)  # fmt: skip
+                        description=description, metadata=pii_metadata(*key.path[-2:]))  # fmt: skip
 
 
 def build_silver_assets(sources: dict[str, tuple[str, str]]) -> dg.AssetsDefinition:

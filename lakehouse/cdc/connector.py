@@ -38,6 +38,28 @@ def internal_tables_ddl(schema: str) -> str:
     )
 
 
+def connect_secrets_file(s: LakehouseSettings) -> Path:
+    """The local Kafka Connect worker's secrets (mode 0600), read by its FileConfigProvider."""
+    return s.home / "connect" / "secrets.properties"
+
+
+def write_connect_secrets(s: LakehouseSettings) -> Path:
+    from lakehouse.secrets_store import write_private
+    from lakehouse.stack.services import java_properties
+
+    path = connect_secrets_file(s)
+    write_private(path, java_properties({"postgres_password": s.postgres_password}))
+    return path
+
+
+def password_reference(s: LakehouseSettings) -> str:
+    """What the connector's configuration holds instead of the password: a reference Kafka Connect resolves
+    from the worker's secrets file (its FileConfigProvider), so the REST API never shows the password. A
+    Connect served elsewhere (docker compose), which has no such file, gets the password itself."""
+    path = connect_secrets_file(s)
+    return f"${{file:{path}:postgres_password}}" if path.exists() else s.postgres_password
+
+
 def connector_config(s: LakehouseSettings) -> dict[str, str]:
     heartbeat = (f'INSERT INTO "{s.cdc_schema}".{HEARTBEAT_TABLE} (id, beat_at) VALUES (1, now()) '
                  "ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at")  # fmt: skip
@@ -46,7 +68,7 @@ def connector_config(s: LakehouseSettings) -> dict[str, str]:
               "schema_include_list": ",".join(sorted({s.cdc_schema, *(a for a, _ in s.cdc_sources.values())})),
               "table_include_list": ",".join([*(f"{a}.{b}" for a, b in s.cdc_sources.values()),
                                               f"{s.cdc_schema}.{HEARTBEAT_TABLE}"]),
-              "heartbeat_ms": HEARTBEAT_MS, "heartbeat_query": heartbeat,
+              "heartbeat_ms": HEARTBEAT_MS, "heartbeat_query": heartbeat, "postgres_password_ref": password_reference(s),
               "signal_table": f"{s.cdc_schema}.{SIGNAL_TABLE}"}  # fmt: skip
     # Each value goes inside a JSON string of the template: escaped, so quotes and backslashes survive.
     escaped = {k: json.dumps(str(v))[1:-1] for k, v in values.items()}

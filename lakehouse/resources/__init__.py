@@ -10,7 +10,9 @@ from lakehouse.resources.trino import TrinoResource
 from lakehouse.settings import LakehouseSettings
 
 
-def build_resources(s: LakehouseSettings) -> dict:
+def build_resources(s: LakehouseSettings, env_secrets: bool = False) -> dict:
+    """Every resource from the settings; `env_secrets` for the Definitions: secrets as `dg.EnvVar`, which the
+    Dagster UI shows by name only."""
     return {
         "kafka": KafkaResource(
             bootstrap_servers=s.kafka_bootstrap,
@@ -19,10 +21,10 @@ def build_resources(s: LakehouseSettings) -> dict:
             cdc_schema=s.cdc_schema,
             cdc_tables=s.cdc_tables,
         ),
-        "lake": LakeResource.from_settings(s),
-        "postgres": PostgresResource.from_settings(s),
-        "trino": TrinoResource.from_settings(s),
+        "lake": LakeResource.from_settings(s, env_secrets=env_secrets),
+        "postgres": PostgresResource.from_settings(s, env_secrets=env_secrets),
+        "trino": TrinoResource.from_settings(s, env_secrets=env_secrets),
         "spark": LakehouseSparkResource.from_settings(s),
         "pinot": PinotResource.from_settings(s),
-        "superset": SupersetResource.from_settings(s),
+        "superset": SupersetResource.from_settings(s, env_secrets=env_secrets),
     }

@@ -7,6 +7,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from lakehouse.resources.secret import as_env_var, reveal
 from lakehouse.settings import LakehouseSettings
 
 
@@ -35,14 +36,16 @@ class LakeResource(dg.ConfigurableResource):
     bronze_max_new_columns: int = 64  # new top-level event fields bronze may add as columns
 
     @classmethod
-    def from_settings(cls, s: LakehouseSettings) -> LakeResource:
+    def from_settings(cls, s: LakehouseSettings, env_secrets: bool = False) -> LakeResource:
+        """`env_secrets`: the secret as a `dg.EnvVar` (for the Definitions: the UI shows no secret)."""
+        secret = as_env_var(s, "s3_secret_key") if env_secrets else s.s3_secret_key
         return cls(s3_endpoint=s.s3_endpoint, s3_region=s.s3_region, s3_access_key=s.s3_access_key,
-                   s3_secret_key=s.s3_secret_key, bucket=s.bucket, schema_prefix=s.schema_prefix,
+                   s3_secret_key=secret, bucket=s.bucket, schema_prefix=s.schema_prefix,
                    bronze_max_new_columns=s.bronze_max_new_columns)  # fmt: skip
 
     def _settings(self) -> LakehouseSettings:
         return LakehouseSettings(s3_endpoint=self.s3_endpoint, s3_region=self.s3_region,
-                                 s3_access_key=self.s3_access_key, s3_secret_key=self.s3_secret_key,
+                                 s3_access_key=self.s3_access_key, s3_secret_key=reveal(self.s3_secret_key),
                                  bucket=self.bucket, schema_prefix=self.schema_prefix)  # fmt: skip
 
     def schema(self, layer: str) -> str:

@@ -3,6 +3,7 @@
 import dagster as dg
 import psycopg
 
+from lakehouse.resources.secret import as_env_var, reveal
 from lakehouse.settings import LakehouseSettings
 
 
@@ -16,12 +17,13 @@ class PostgresResource(dg.ConfigurableResource):
     cdc_tables: str = ""  # LAKEHOUSE_CDC_TABLES: which schema each captured table is in
 
     @classmethod
-    def from_settings(cls, s: LakehouseSettings) -> "PostgresResource":
-        return cls(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, password=s.postgres_password,
+    def from_settings(cls, s: LakehouseSettings, env_secrets: bool = False) -> "PostgresResource":
+        password = as_env_var(s, "postgres_password") if env_secrets else s.postgres_password
+        return cls(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, password=password,
                    dbname=s.postgres_db, schema_name=s.cdc_schema, cdc_tables=s.cdc_tables)  # fmt: skip
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+        return psycopg.connect(host=self.host, port=self.port, user=self.user, password=reveal(self.password),
                                dbname=self.dbname)  # fmt: skip
 
     def source(self, name: str) -> tuple[str, str]:

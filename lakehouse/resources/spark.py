@@ -53,12 +53,38 @@ def spark_config(s: LakehouseSettings, jars: list[str]) -> dict[str, str]:
         "spark.hadoop.fs.s3a.endpoint": s.s3_endpoint,
         "spark.hadoop.fs.s3a.endpoint.region": s.s3_region,
         "spark.hadoop.fs.s3a.access.key": s.s3_access_key,
-        "spark.hadoop.fs.s3a.secret.key": s.s3_secret_key,
         "spark.hadoop.fs.s3a.path.style.access": "true",
         "spark.hadoop.fs.s3a.connection.ssl.enabled": str(s.s3_endpoint.startswith("https")).lower(),
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.delta.logStore.s3.impl": "io.delta.storage.S3SingleDriverLogStore",
     }
+
+
+# Secrets never go into the SparkConf: pyspark passes that conf to the JVM it starts as `--conf` arguments,
+# where any local user reads them in the process table. They are set in the running session instead.
+HADOOP_SECRETS = {"fs.s3a.secret.key": "s3_secret_key"}
+
+
+def lake_session(s: LakehouseSettings, conf: dict[str, str]):
+    """A Spark session from `conf`, then given the lake's secrets through its Hadoop configuration (which
+    every S3A filesystem it opens afterwards reads, on the driver and, serialized with each job, on executors)."""
+    session = spark_session_from_config(conf)
+    hadoop = session.sparkContext._jsc.hadoopConfiguration()
+    for key, field in HADOOP_SECRETS.items():
+        hadoop.set(key, getattr(s, field))
+    return session
+
+
+def connect_server_properties(s: LakehouseSettings, conf: dict[str, str]) -> Path:
+    """The Spark Connect server's configuration with its secrets, as a properties file only its owner reads
+    (`spark-submit --properties-file`): nothing secret on its command line."""
+    from lakehouse.secrets_store import write_private
+    from lakehouse.stack.services import java_properties
+
+    path = s.home / "spark" / "connect-server.properties"
+    values = {**conf, **{f"spark.hadoop.{key}": getattr(s, field) for key, field in HADOOP_SECRETS.items()}}
+    write_private(path, java_properties(values))
+    return path
 
 
 class LakehouseSparkResource(PySparkResource):
@@ -79,13 +105,18 @@ class LakehouseSparkResource(PySparkResource):
             context.log.info(f"Spark Connect session to {self.remote}")
             self._spark_session = SparkSession.builder.remote(self.remote).getOrCreate()
             return
+        from lakehouse.settings import get_settings
+
         jars = spark_jars(Path(self.cache_dir), log=context.log.info)
-        self._spark_session = spark_session_from_config({**self.spark_config, "spark.jars": ",".join(jars)})
+        self._spark_session = lake_session(
+            get_settings(), {**self.spark_config, "spark.jars": ",".join(jars)}
+        )
 
 
 def connect_server_command(s: LakehouseSettings, port: int, log=print) -> list[str]:
     """A Spark Connect server (bundled with pyspark) with the lake's configuration and jars: what
-    LAKEHOUSE_SPARK_REMOTE points at. On a cluster, start it with the same --conf values.
+    LAKEHOUSE_SPARK_REMOTE points at, its configuration in a private properties file. On a cluster, start
+    it with the same values.
 
     `spark-submit` execs into the server's JVM, which may take minutes to exit after a SIGTERM (its
     shutdown hooks) and can start processes of its own: a program that runs it in the background should
@@ -95,10 +126,8 @@ def connect_server_command(s: LakehouseSettings, port: int, log=print) -> list[s
     conf = {**spark_config(s, jars), "spark.jars": ",".join(jars), "spark.connect.grpc.binding.address": "127.0.0.1",
             "spark.connect.grpc.binding.port": str(port)}  # fmt: skip
     submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
-    args = [str(submit), "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
-    for key, value in conf.items():
-        args += ["--conf", f"{key}={value}"]
-    return [*args, "spark-internal"]
+    return [str(submit), "--properties-file", str(connect_server_properties(s, conf)),
+            "--class", "org.apache.spark.sql.connect.service.SparkConnectServer", "spark-internal"]  # fmt: skip
 
 
 def stop_local_spark(timeout: float = 60.0) -> None:

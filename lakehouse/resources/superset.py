@@ -3,6 +3,7 @@
 import dagster as dg
 
 from lakehouse.bi.superset_api import SupersetClient
+from lakehouse.resources.secret import as_env_var, reveal
 from lakehouse.settings import LakehouseSettings
 
 
@@ -14,8 +15,9 @@ class SupersetResource(dg.ConfigurableResource):
     password: str
 
     @classmethod
-    def from_settings(cls, s: LakehouseSettings) -> "SupersetResource":
-        return cls(url=s.superset_url, username=s.superset_admin_user, password=s.superset_admin_password)
+    def from_settings(cls, s: LakehouseSettings, env_secrets: bool = False) -> "SupersetResource":
+        password = as_env_var(s, "superset_admin_password") if env_secrets else s.superset_admin_password
+        return cls(url=s.superset_url, username=s.superset_admin_user, password=password)
 
     def client(self) -> SupersetClient:
-        return SupersetClient(self.url, self.username, self.password)
+        return SupersetClient(self.url, self.username, reveal(self.password))

@@ -6,10 +6,24 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import requests
 import trino
+import trino.auth
 
+from lakehouse.resources.secret import as_env_var, reveal
 from lakehouse.settings import LakehouseSettings
 from lakehouse.stack.errors import StackError
+
+PRINCIPALS = ("platform", "analyst", "bi", "merchant")
+
+
+def principal_login(s: LakehouseSettings, principal: str) -> tuple[str, str]:
+    """(Trino user, password) of a principal of the platform (see lakehouse.security.trino_access)."""
+    if principal not in PRINCIPALS:
+        raise ValueError(f"unknown principal {principal!r}; one of {', '.join(PRINCIPALS)}")
+    if principal == "platform":
+        return s.trino_user, s.trino_password
+    return getattr(s, f"trino_{principal}_user"), getattr(s, f"trino_{principal}_password")
 
 
 def sql_literal(value: str) -> str:
@@ -22,15 +36,37 @@ class TrinoResource(dg.ConfigurableResource):
     host: str
     port: int
     user: str
+    password: str
     catalog: str
+    verify: str = ""  # a certificate (PEM) to verify Trino's TLS with; empty: the system's CAs
 
     @classmethod
-    def from_settings(cls, s: LakehouseSettings) -> TrinoResource:
-        return cls(host=s.trino_host, port=s.trino_port, user=s.trino_user, catalog=s.trino_catalog)
+    def from_settings(
+        cls, s: LakehouseSettings, principal: str = "platform", env_secrets: bool = False
+    ) -> TrinoResource:
+        """The resource of one of the platform's principals (`platform`, `analyst`, `bi`, `merchant`);
+        `env_secrets`: its password as a `dg.EnvVar` (for the Definitions: the UI shows no secret)."""
+        user, password = principal_login(s, principal)
+        if env_secrets:
+            password = as_env_var(
+                s, "trino_password" if principal == "platform" else f"trino_{principal}_password"
+            )
+        verify = s.trino_verify
+        return cls(host=s.trino_host, port=s.trino_port, user=user, password=password, catalog=s.trino_catalog,
+                   verify=verify if isinstance(verify, str) else "")  # fmt: skip
+
+    def connect(self, **kwargs) -> trino.dbapi.Connection:
+        """A DB-API connection over HTTPS, authenticated with this principal's password. With a certificate
+        file to verify with, the session ignores REQUESTS_CA_BUNDLE (requests would let it win)."""
+        session = requests.Session()
+        if self.verify:
+            session.verify, session.trust_env = self.verify, False
+        return trino.dbapi.connect(host=self.host, port=self.port, user=self.user, catalog=self.catalog,
+                                   http_scheme="https", auth=trino.auth.BasicAuthentication(self.user, reveal(self.password)),
+                                   http_session=session, request_timeout=300, **kwargs)  # fmt: skip
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
-        conn = trino.dbapi.connect(host=self.host, port=self.port, user=self.user, catalog=self.catalog,
-                                   http_scheme="http", request_timeout=300)  # fmt: skip
+        conn = self.connect()
         try:
             cur = conn.cursor()
             cur.execute(sql, params)

@@ -100,11 +100,46 @@ def ensure_dagster_instance(home: Path) -> Path:
     return path
 
 
+# Folders below LAKEHOUSE_HOME that PostgreSQL (run as the `postgres` user when we are root) passes through
+# to its own folder: others may traverse them (mode 0711) but not list or read them.
+TRAVERSED = ("data", "run", "backups", "restore")
+
+
+def secure_home(s: LakehouseSettings) -> None:
+    """Nothing under LAKEHOUSE_HOME is readable by other users: the data (Kafka's log segments, the object
+    store's volumes, checkpoints) holds personal data, and configuration files may name where secrets are.
+    The home and the folders PostgreSQL passes through are 0711, every other folder 0700."""
+    s.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(s.home, 0o711)
+    for sub in s.home.iterdir():
+        if sub.is_dir() and not sub.is_symlink():
+            if sub.name in TRAVERSED:
+                os.chmod(sub, 0o711)
+                for inner in sub.iterdir():
+                    if not inner.is_dir() or inner.is_symlink() or inner.stat().st_uid != os.geteuid():
+                        continue  # PostgreSQL's own folders are its to keep private (0700)
+                    os.chmod(inner, 0o711 if inner.name == "postgres" else 0o700)
+                    if inner.name == "postgres":  # backups/postgres: the base backups' work space, ...
+                        for leaf in inner.iterdir():
+                            if leaf.is_dir() and leaf.stat().st_uid == os.geteuid():
+                                os.chmod(leaf, 0o700)
+            else:
+                os.chmod(sub, 0o700)
+
+
 def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
     ensure_dagster_instance(Path(os.environ.get("DAGSTER_HOME") or s.home / "dagster"))
+    for folder in TRAVERSED:
+        (s.home / folder).mkdir(parents=True, exist_ok=True)
+    secure_home(s)
     for svc in _select(names):
         record = _live_record(s, svc, log)
         t0 = time.monotonic()
+        if record and svc.refresh(s, log):
+            log(f"{svc.name}: restarting pid {record.pid} to take its new configuration ...")
+            process.terminate(record)
+            process.drop_record(_run_dir(s), svc.name)
+            record = None
         if record:
             log(f"{svc.name}: already running (pid {record.pid}), checking health ...")
         elif process.port_owner(next(iter(svc.ports(s)))) and svc.served_elsewhere(s):

@@ -7,6 +7,8 @@ downloads live under the cache folder and are reused by every later run.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import shutil
 import socket
@@ -20,12 +22,23 @@ from pathlib import Path
 import requests
 
 from lakehouse.executables import env_executable
+from lakehouse.secrets_store import write_private
+from lakehouse.security import tls
 from lakehouse.settings import LakehouseSettings, env_name
 from lakehouse.stack import fetch
 from lakehouse.stack.errors import StackError
 
 TRINO_VERSION = "476"
-TRINO_PLUGINS = {"delta-lake", "hive", "memory", "tpch", "postgresql"}
+# password-authenticators: the password file; kafka-event-listener: the query audit log
+TRINO_PLUGINS = {
+    "delta-lake",
+    "hive",
+    "memory",
+    "tpch",
+    "postgresql",
+    "password-authenticators",
+    "kafka-event-listener",
+}
 POSTGRES_MAJOR = "15"
 OLTP_SCHEMA = Path(__file__).resolve().parent.parent / "cdc" / "schema.sql"
 
@@ -145,6 +158,12 @@ def default_java() -> str:
     return java
 
 
+def loopback_agent(s: LakehouseSettings) -> str:
+    """`-javaagent:` of the loopback agent (lakehouse/stack/agent): every listening socket of the JVM on
+    127.0.0.1, whatever the server's own configuration binds (Pinot 0.11's query port binds every interface)."""
+    return f"-javaagent:{fetch.loopback_agent(s.cache_dir, log=lambda *_: None)}"
+
+
 def java_command(
     java: str,
     heap: str,
@@ -153,10 +172,11 @@ def java_command(
     main: str,
     *args: str,
     jvm_options: tuple[str, ...] = (),
+    agent: str | None = None,
 ) -> list[str]:
-    """A JVM service's command line: capped heap, G1, log4j2 configuration."""
-    return [java, *jvm_options, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, main, *args]  # fmt: skip
+    """A JVM service's command line: capped heap, G1, log4j2 configuration, the loopback agent."""
+    return [java, *([agent] if agent else []), *jvm_options, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, main, *args]  # fmt: skip
 
 
 class Service:
@@ -186,6 +206,11 @@ class Service:
 
     def after_start(self, s: LakehouseSettings, log) -> None:
         """Idempotent set-up once healthy (buckets, roles, ...)."""
+
+    def refresh(self, s: LakehouseSettings, log) -> bool:
+        """For a service already running: bring its reloadable configuration up to date; True when the
+        process must be restarted to take the rest (a renewed certificate, say)."""
+        return False
 
     def served_elsewhere(self, s: LakehouseSettings) -> bool:
         """Whether a process not started by us already serves this service (e.g. docker compose)."""
@@ -225,6 +250,13 @@ class ObjectStore(Service):
             f"-s3.port={s.s3_port}", "-master.port=9333", "-filer.port=8888", "-volume.port=9340",
             "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
         ]  # fmt: skip
+        # The S3 API checks every request's signature; the filer, master and volume ports below it would
+        # serve and take any file unsigned. security.toml (read from the working directory) makes each of
+        # them require a JWT signed with keys only this process knows.
+        keys = {name: hmac.new(s.s3_secret_key.encode(), name.encode(), hashlib.sha256).hexdigest()
+                for name in ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")}  # fmt: skip
+        write_private(data / "security.toml",
+                      "".join(f'[{name}]\nkey = "{key}"\nexpires_after_seconds = 60\n\n' for name, key in keys.items()))  # fmt: skip
         env = {"AWS_ACCESS_KEY_ID": s.s3_access_key, "AWS_SECRET_ACCESS_KEY": s.s3_secret_key}
         return Launch(cmd=cmd, env=env, cwd=data)
 
@@ -311,6 +343,8 @@ class Postgres(Service):
             if user:
                 shutil.chown(d, user, user)
         data.chmod(0o700)
+        sock.chmod(0o700)  # the socket (trusted for the superuser) is reachable by its owner (and root) only
+        wal_archive.chmod(0o700)  # the WAL holds every row written
         if not (data / "PG_VERSION").exists():
             log("  initialising the PostgreSQL data directory ...")
             proc = subprocess.run(
@@ -334,6 +368,8 @@ class Postgres(Service):
             "listen_addresses": "'127.0.0.1'",
             "port": s.postgres_port,
             "unix_socket_directories": f"'{sock}'",
+            "unix_socket_permissions": "0700",
+            "password_encryption": "'scram-sha-256'",
             "wal_level": "logical",
             "max_wal_senders": 10,
             "max_replication_slots": 10,
@@ -557,9 +593,8 @@ class HiveMetastore(Service):
             if proc.returncode != 0:
                 raise StackError(f"the metastore's schema tool failed: {(proc.stdout + proc.stderr)[-800:]}",
                                  fix=f"drop database {s.metastore_db} in PostgreSQL and run the command again")  # fmt: skip
-        cmd = java_command(
-            java, s.metastore_heap, log4j, classpath, "org.apache.hadoop.hive.metastore.HiveMetaStore"
-        )
+        cmd = java_command(java, s.metastore_heap, log4j, classpath, "org.apache.hadoop.hive.metastore.HiveMetaStore",
+                           agent=loopback_agent(s))  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
@@ -634,7 +669,9 @@ class Kafka(Service):
                     f"formatting Kafka storage failed: {(proc.stdout + proc.stderr)[-800:]}",
                     fix=f"remove {data} and run the command again",
                 )
-        cmd = java_command(java, s.kafka_heap, log4j, classpath, "kafka.Kafka", str(server))
+        cmd = java_command(
+            java, s.kafka_heap, log4j, classpath, "kafka.Kafka", str(server), agent=loopback_agent(s)
+        )
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
@@ -686,10 +723,16 @@ class Connect(Service):
             "rest.advertised.host.name": "127.0.0.1",
             "rest.advertised.port": s.connect_port,
             "topic.creation.enable": "true",
+            # connector configurations name their secrets (${file:<secrets file>:<key>}): never the values
+            "config.providers": "file",
+            "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         }))  # fmt: skip
+        from lakehouse.cdc.connector import write_connect_secrets
+
+        write_connect_secrets(s)
         log4j = s.home / "kafka" / "log4j2.properties"
         cmd = java_command(java, s.connect_heap, log4j, f"{libs}/*", "org.apache.kafka.connect.cli.ConnectDistributed",
-                           str(worker))  # fmt: skip
+                           str(worker), agent=loopback_agent(s))  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
@@ -711,13 +754,18 @@ class Trino(Service):
     start_timeout = 240.0
 
     def ports(self, s):
-        return {s.trino_port: "Trino HTTP"}
+        return {s.trino_port: "Trino HTTPS"}
 
     def url(self, s):
-        return f"http://{s.trino_host}:{s.trino_port}"
+        return f"https://{s.trino_host}:{s.trino_port}"
 
     def _server(self, s, log) -> Path:
-        unpacked = s.cache_dir / f"trino-server-{TRINO_VERSION}"
+        import hashlib
+
+        plugins = hashlib.sha256(" ".join(sorted(TRINO_PLUGINS)).encode()).hexdigest()[:8]
+        unpacked = (
+            s.cache_dir / f"trino-server-{TRINO_VERSION}-{plugins}"
+        )  # another plugin set: unpacked anew
         if fetch.is_complete(unpacked):
             return unpacked
         archive = fetch.maven_file("io.trino", "trino-server", TRINO_VERSION, "tar.gz", log=log)
@@ -744,11 +792,24 @@ class Trino(Service):
             "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M",
             "-Djdk.attach.allowAttachSelf=true", "-XX:+EnableDynamicAgentLoading", "-Dfile.encoding=UTF-8",
         ]) + "\n")  # fmt: skip
+        from lakehouse.security import trino_access
+
+        cert = tls.ensure(s.tls_dir, log)
+        trino_access.install(s, etc, log)
+        # HTTPS only (no plain HTTP port at all), password authentication, and the nodes' own requests
+        # signed with the shared secret; the secret reaches Trino as an environment variable it substitutes.
         _write(etc / "config.properties", _properties({
             "coordinator": "true",
             "node-scheduler.include-coordinator": "true",
-            "http-server.http.port": s.trino_port,
-            "discovery.uri": f"http://127.0.0.1:{s.trino_port}",
+            "http-server.http.enabled": "false",
+            "http-server.https.enabled": "true",
+            "http-server.https.port": s.trino_port,
+            "http-server.https.keystore.path": cert.key_and_cert,
+            "http-server.authentication.type": "PASSWORD",
+            "internal-communication.shared-secret": "${ENV:LAKEHOUSE_TRINO_SHARED_SECRET}",
+            "internal-communication.https.required": "true",
+            "internal-communication.https.truststore.path": cert.cert,
+            "discovery.uri": f"https://127.0.0.1:{s.trino_port}",
             "query.max-memory": "1GB",
             "query.max-memory-per-node": "1GB",
         }))  # fmt: skip
@@ -757,14 +818,28 @@ class Trino(Service):
         _write(etc / "catalog" / f"{s.trino_catalog}.properties", catalog)
         cmd = [str(server / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}"]
         env = {"JAVA_HOME": str(java_home), "PATH": f"{java_home / 'bin'}:{os.environ.get('PATH', '')}",
-               **secrets}  # fmt: skip
+               **secrets, "LAKEHOUSE_TRINO_SHARED_SECRET": s.trino_shared_secret}  # fmt: skip
         return Launch(cmd=cmd, env=env, cwd=data)
+
+    def refresh(self, s, log):
+        """Trino re-reads its rules and password file every few seconds: they are installed in place (a bad
+        rules file is refused and the running rules stay). A certificate that is missing, expiring or
+        expired is made anew, and Trino restarted to serve it."""
+        from lakehouse.security import trino_access
+
+        trino_access.install(s, s.home / "trino" / "etc", log)
+        why = tls.problem(tls.paths(s.tls_dir))
+        if why:
+            log(f"  trino: {why}")
+        return why is not None
 
     def health(self, s):
         try:
-            info = requests.get(f"{self.url(s)}/v1/info", timeout=3).json()
+            info = requests.get(f"{self.url(s)}/v1/info", timeout=3, verify=s.trino_verify).json()
+        except requests.exceptions.SSLError as exc:
+            return f"HTTPS port {s.trino_port} answers with a certificate that does not verify: {exc}"
         except (requests.RequestException, ValueError):
-            return f"HTTP port {s.trino_port} not answering yet"
+            return f"HTTPS port {s.trino_port} not answering yet"
         return "server still starting" if info.get("starting", True) else None
 
 
@@ -802,7 +877,7 @@ class ZooKeeper(Service):
             "4lw.commands.whitelist": "ruok,srvr,mntr",
             "autopurge.purgeInterval": 1,
         }))  # fmt: skip
-        cmd = [default_java(), "-Xmx256m", "-Xms64m", "-cp", f"{libs}/*",
+        cmd = [default_java(), loopback_agent(s), "-Xmx256m", "-Xms64m", "-cp", f"{libs}/*",
                "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
@@ -898,7 +973,8 @@ class Pinot(Service):
         cmd = java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*",
                            "org.apache.pinot.tools.admin.PinotAdministrator", "StartServiceManager",
                            "-zkAddress", f"127.0.0.1:{s.zookeeper_port}", "-clusterName", s.pinot_cluster,
-                           "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=PINOT_OPENS)  # fmt: skip
+                           "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=PINOT_OPENS,
+                           agent=loopback_agent(s))  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
@@ -958,6 +1034,9 @@ class Superset(Service):
             "SUPERSET_METADATA_URI": metadata,
             "SUPERSET_DASHBOARD_VIRTUALIZATION": "true" if s.superset_dashboard_virtualization else "false",
             "FLASK_APP": "superset",
+            **tls.requests_environment(
+                tls.paths(s.tls_dir).trust
+            ),  # its Trino driver verifies our certificate
         }
 
     def _superset(self, s, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

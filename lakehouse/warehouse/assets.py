@@ -1,6 +1,7 @@
 """Gold warehouse tables: the dbt project in `dbt_project/`, run through Trino with dagster-dbt."""
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from dagster_dbt import (
 from lakehouse.executables import env_executable
 from lakehouse.policies import ANALYTICS_OWNER, DAILY_FRESHNESS, DAILY_PARTITIONS
 from lakehouse.resources import TrinoResource
+from lakehouse.security import tls
 from lakehouse.settings import REPO_ROOT, get_settings
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -103,8 +105,15 @@ def missing_upstream_days(context: dg.AssetExecutionContext) -> dict[str, list[s
     return missing
 
 
+def trust_trino_certificate() -> None:
+    """Let dbt's Trino driver (a subprocess with this environment) verify the stack's certificate, which
+    REQUESTS_CA_BUNDLE would otherwise override (see lakehouse.security.tls)."""
+    os.environ.update(tls.requests_environment(tls.paths(get_settings().tls_dir).trust))
+
+
 def build(context: dg.AssetExecutionContext, dbt: DbtCliResource, trino: TrinoResource, args: list[str]):
     manifest = dbt_project_manifest()
+    trust_trino_certificate()
     invocation = dbt.cli(["build", *args], context=context)
     for event in invocation.stream().fetch_column_metadata():
         yield failing_rows(event, manifest, trino, context.log)

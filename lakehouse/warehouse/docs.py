@@ -12,7 +12,12 @@ from dagster_dbt import DbtCliResource
 
 from lakehouse.policies import ANALYTICS_OWNER, DAILY_FRESHNESS
 from lakehouse.settings import get_settings
-from lakehouse.warehouse.assets import dbt_project_manifest, gold_daily_dbt_models, gold_dbt_models
+from lakehouse.warehouse.assets import (
+    dbt_project_manifest,
+    gold_daily_dbt_models,
+    gold_dbt_models,
+    trust_trino_certificate,
+)
 
 DOCS_KEY = dg.AssetKey(["gold", "dbt_docs"])
 SITE_FILES = ("index.html", "static_index.html", "manifest.json", "catalog.json")
@@ -37,6 +42,7 @@ def model_keys() -> list[dg.AssetKey]:
 )  # fmt: skip
 def dbt_docs_site(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> dg.MaterializeResult:
     out = get_settings().docs_dir
+    trust_trino_certificate()
     models = set(model_nodes())
     with tempfile.TemporaryDirectory(prefix="dbt-docs-") as tmp:
         for attempt in range(1, 4):

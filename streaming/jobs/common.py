@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,16 @@ def table_env(args: argparse.Namespace, job: str):
         "execution.checkpointing.num-retained": "2",
         "table.local-time-zone": "UTC",
         "taskmanager.memory.process.size": "1024m",
+        # The job's mini-cluster listens on loopback only: its REST API accepts job submissions (code), and
+        # its RPC, blob and data ports are as much a way in.
+        "rest.address": "127.0.0.1",
+        "rest.bind-address": "127.0.0.1",
+        "jobmanager.rpc.address": "127.0.0.1",
+        "jobmanager.bind-host": "127.0.0.1",
+        "taskmanager.host": "127.0.0.1",
+        "taskmanager.bind-host": "127.0.0.1",
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
     }
     if args.idle_seconds > 0:
         values["table.exec.source.idle-timeout"] = f"{args.idle_seconds}s"
@@ -92,6 +103,9 @@ def table_env(args: argparse.Namespace, job: str):
         print(f"{job}: resuming from checkpoint {restore}", flush=True)
     for key, value in values.items():
         conf.set_string(key, value)
+    # PyFlink's "loopback" mode serves Python workers from this process on a gRPC port bound to every
+    # interface ([::]); the jobs are SQL only, so no Python worker is ever needed: process mode starts none.
+    os.environ.setdefault("_python_worker_execution_mode", "process")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     return StreamTableEnvironment.create(env)
 

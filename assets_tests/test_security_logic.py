@@ -1,0 +1,174 @@
+"""The pure logic of the security layer: secrets file, certificate, access rules, PII masks, password file."""
+
+import datetime as dt
+import json
+import multiprocessing
+import os
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakehouse import secrets_store
+from lakehouse.security import pii, tls, trino_access
+from lakehouse.settings import LakehouseSettings
+from lakehouse.stack.errors import StackError
+
+
+def _env(tmp_path, **extra):
+    return {"LAKEHOUSE_SECRETS_FILE": str(tmp_path / "secrets.env"), **extra}
+
+
+def test_secrets_are_generated_once_private_and_the_environment_wins(tmp_path):
+    env = _env(tmp_path, LAKEHOUSE_POSTGRES_PASSWORD="from-the-environment")
+    first = secrets_store.load(env)
+    path = tmp_path / "secrets.env"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert first["LAKEHOUSE_POSTGRES_PASSWORD"] == "from-the-environment"
+    assert "from-the-environment" not in path.read_text()  # an environment value is not copied to the file
+    assert len({v for k, v in first.items() if k != "LAKEHOUSE_POSTGRES_PASSWORD"}) == len(first) - 1
+    assert all(len(v) >= 24 for k, v in first.items() if k != "LAKEHOUSE_POSTGRES_PASSWORD")
+    assert secrets_store.load(_env(tmp_path, LAKEHOUSE_POSTGRES_PASSWORD="from-the-environment")) == first
+
+
+def test_a_secrets_file_others_can_read_or_a_bad_line_is_refused(tmp_path):
+    secrets_store.load(_env(tmp_path))
+    path = tmp_path / "secrets.env"
+    path.chmod(0o644)
+    with pytest.raises(StackError) as err:
+        secrets_store.load(_env(tmp_path))
+    assert "can be read by others" in err.value.problem and f"chmod 600 {path}" in err.value.fix
+    path.chmod(0o600)
+    path.write_text(path.read_text() + "not a setting\n")
+    with pytest.raises(StackError) as err:
+        secrets_store.load(_env(tmp_path))
+    assert re.search(r"line \d+ is not LAKEHOUSE_NAME=value", err.value.problem)
+
+
+def _load_in_child(env, queue):
+    queue.put(secrets_store.load(env))
+
+
+def test_concurrent_first_uses_agree_on_the_secrets(tmp_path):
+    queue = multiprocessing.get_context("fork").Queue()
+    procs = [multiprocessing.get_context("fork").Process(target=_load_in_child, args=(_env(tmp_path), queue))
+             for _ in range(4)]  # fmt: skip
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(r == results[0] for r in results)
+
+
+def test_settings_take_their_secrets_from_the_file_and_export_them(tmp_path, clean_env, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_SECRETS_FILE", str(tmp_path / "secrets.env"))
+    s = LakehouseSettings()
+    stored = secrets_store.parse((tmp_path / "secrets.env").read_text(), tmp_path)
+    assert s.trino_password == stored["LAKEHOUSE_TRINO_PASSWORD"] == os.environ["LAKEHOUSE_TRINO_PASSWORD"]
+    assert LakehouseSettings(trino_password="given").trino_password == "given"
+
+
+def test_the_certificate_is_made_anew_when_missing_expired_or_for_other_hosts(tmp_path):
+    logged = []
+    cert = tls.ensure(tmp_path, logged.append)
+    assert "no certificate yet" in logged[0] and tls.problem(cert) is None
+    assert cert.key_and_cert.stat().st_mode & 0o777 == 0o600
+    assert cert.cert.read_bytes() in cert.trust.read_bytes()
+    tls.generate(cert, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=400))
+    assert "expired" in tls.problem(cert)
+    tls.ensure(tmp_path, logged.append)
+    assert "expired" in logged[1] and tls.problem(cert) is None
+    cert.cert.write_text("garbage")
+    assert "cannot be read" in tls.problem(cert)
+
+
+RULES_TEXT = trino_access.RULES.read_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda t: t.replace('"allow": "all"}', '"allow": "all"', 1), r"line \d+ column \d+"),
+        (lambda t: t.replace('"owner": true', '"owner": true, "ownr": 1', 1), "unknown field 'ownr'"),
+        (lambda t: t.replace('"table": "merchant_sales_daily"', '"table": "merchant_(sales"', 1), "not a regular expression"),
+        (lambda t: t.replace('"privileges": ["SELECT"]', '"privileges": ["READ"]', 1), "unknown privilege 'READ'"),
+        (lambda t: t.replace('"catalogs"', '"catalogz"', 1), "unknown section 'catalogz'"),
+        (lambda t: t.replace('{"user": "bi", "catalog": "delta", "schema": "(.+_)?gold", "privileges": ["SELECT"]},', ""),
+         "no table rule matches the principal 'bi'"),
+    ],
+)  # fmt: skip
+def test_a_malformed_rules_file_is_refused_with_its_line_and_reason(tmp_path, edit, reason):
+    bad = tmp_path / "rules.json"
+    bad.write_text(edit(RULES_TEXT))
+    assert bad.read_text() != RULES_TEXT
+    s = LakehouseSettings(trino_access_rules=bad)
+    etc = tmp_path / "etc"
+    with pytest.raises(StackError) as err:
+        trino_access.install(s, etc, print)
+    assert re.search(reason, err.value.problem), err.value.problem
+    assert not (etc / "rules.json").exists()
+
+
+def test_the_rule_lines_point_at_the_bad_rule(tmp_path):
+    lines = RULES_TEXT.splitlines()
+    target = next(i for i, line in enumerate(lines) if '"user": "bi"' in line and "tables" not in line)
+    lines[target] = lines[target].replace('"privileges"', '"privilegez"')
+    bad = tmp_path / "rules.json"
+    bad.write_text("\n".join(lines))
+    with pytest.raises(StackError) as err:
+        trino_access.check_rules(bad.read_text(), bad, LakehouseSettings())
+    assert f"line {target + 1} " in err.value.problem
+
+
+def test_masks_go_to_every_non_platform_reader_of_a_pii_table_and_nowhere_else():
+    s = LakehouseSettings()
+    rules = trino_access.with_masks(json.loads(RULES_TEXT), s)
+    masked = [r for r in rules["tables"] if r.get("columns")]
+    assert {r["user"] for r in masked} == {"analyst"}  # bi and merchants cannot read silver at all
+    assert {c["name"] for c in masked[0]["columns"]} == set(pii.columns("silver", "customers"))
+    assert masked[0]["table"] == "customers"
+    broad = rules["tables"].index(masked[0]) + 1
+    assert rules["tables"][broad]["user"] == "analyst" and "table" not in rules["tables"][broad]
+    assert len(rules["tables"]) == len(json.loads(RULES_TEXT)["tables"]) + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
+def test_a_mask_quotes_any_column_name(name):
+    expression = pii.mask(name)
+    quoted = '"' + name.replace('"', '""') + '"'
+    assert expression.count(quoted) == 2
+    outside = expression.replace(quoted, "")
+    assert '"' not in outside  # nothing of the name escapes its quotes
+
+
+def test_the_password_file_holds_bcrypt_hashes_that_verify_and_are_kept_when_unchanged():
+    import bcrypt
+
+    s = LakehouseSettings(trino_password="p1", trino_analyst_password="p2", trino_bi_password="p3",
+                          trino_merchant_password="p4")  # fmt: skip
+    text = trino_access.password_file(s)
+    entries = dict(line.split(":", 1) for line in text.splitlines())
+    assert set(entries) == {"platform", "analyst", "bi", s.trino_merchant_user}
+    for user, password in zip(entries, ("p1", "p2", "p3", "p4"), strict=True):
+        assert entries[user].startswith("$2y$10$")
+        assert bcrypt.checkpw(password.encode(), entries[user].replace("$2y$", "$2b$").encode())
+    assert trino_access.password_file(s, text) == text
+    changed = trino_access.password_file(s.model_copy(update={"trino_bi_password": "new"}), text)
+    assert (
+        changed.splitlines()[2] != text.splitlines()[2] and changed.splitlines()[:2] == text.splitlines()[:2]
+    )
+
+
+def test_the_pii_classification_shows_in_the_asset_metadata():
+    import dagster as dg
+
+    from lakehouse.definitions import defs
+
+    for key in (dg.AssetKey(["silver", "customers"]), dg.AssetKey(["raw", "cdc_customers"])):
+        metadata = defs.resolve_assets_def(key).specs_by_key[key].metadata
+        assert metadata["pii_columns"].data == pii.columns("silver", "customers") != {}, key
+    orders = dg.AssetKey(["silver", "orders"])
+    assert "pii_columns" not in defs.resolve_assets_def(orders).specs_by_key[orders].metadata

@@ -1,0 +1,46 @@
+"""Which columns hold personal data: classified once, as `meta: {pii: <kind>}` on the dbt sources' columns.
+
+The same classification masks them in Trino (for every principal but `platform`), shows in the dbt docs
+(column meta) and in the Dagster asset metadata of the tables that hold them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+SOURCES = (
+    Path(__file__).resolve().parent.parent.parent / "dbt_project" / "models" / "staging" / "_sources.yml"
+)
+KINDS = ("contact", "identity")
+
+
+@cache
+def classified(sources: Path = SOURCES) -> dict[tuple[str, str], dict[str, str]]:
+    """{(layer, table): {column: kind}} of every column the dbt sources classify as PII."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for source in yaml.safe_load(sources.read_text()).get("sources", []):
+        for table in source.get("tables", []):
+            for column in table.get("columns", []):
+                kind = (column.get("meta") or {}).get("pii")
+                if kind is None:
+                    continue
+                if kind not in KINDS:
+                    raise ValueError(f"{sources}: {source['name']}.{table['name']}.{column['name']} has pii kind "
+                                     f"{kind!r}; use one of {', '.join(KINDS)}")  # fmt: skip
+                found.setdefault((source["name"], table["name"]), {})[column["name"]] = kind
+    return found
+
+
+def columns(layer: str, table: str) -> dict[str, str]:
+    return classified().get((layer, table), {})
+
+
+def mask(column: str) -> str:
+    """Trino's mask of a PII column: a stable pseudonym (the same value masks the same way, so masked columns
+    still join and count distinct), never the value."""
+    quoted = '"' + column.replace('"', '""') + '"'
+    return (f"CASE WHEN {quoted} IS NULL THEN NULL ELSE "
+            f"'masked:' || lower(substr(to_hex(sha256(to_utf8(CAST({quoted} AS varchar)))), 1, 16)) END")  # fmt: skip
