@@ -87,7 +87,7 @@ def test_lineage_is_drawn_even_from_broken_definitions(bi_copy):
 
 def test_bundle_is_deterministic_namespaced_and_holds_no_password():
     defs = load_definitions(MANIFEST)
-    s = LakehouseSettings(trino_bi_password="s3cret-trino", superset_pinot_password="s3cret-pinot")
+    s = LakehouseSettings(trino_bi_password="s3cret-trino", pinot_reader_password="s3cret-pinot")
     first, second = bundle.build_files(defs, s), bundle.build_files(load_definitions(MANIFEST), s)
     assert bundle.zip_bytes(first) == bundle.zip_bytes(second)
     assert bundle.read_zip(bundle.zip_bytes(first)) == first

@@ -199,3 +199,42 @@ def _ui_resource_values() -> str:
     ]
     assert secret_fields and all(v["type"] == "ENV_VAR" for v in secret_fields), secret_fields
     return str(results)
+
+
+def test_pinot_refuses_anonymous_and_wrong_principals_and_groovy(stack):
+    from lakehouse.realtime.pinot import PinotClient, PinotRejected
+
+    s = stack
+    controller, broker = s.pinot_controller_url, s.pinot_broker_url
+    query = {"sql": "SELECT count(*) FROM security_probe"}
+
+    def broker_error(auth) -> int | None:
+        """The broker answers a refused query with HTTP 200 and Pinot's error 180 (access denied)."""
+        answer = requests.post(f"{broker}/query/sql", json=query, auth=auth, timeout=10)
+        if answer.status_code in (401, 403):
+            return 180
+        return (answer.json().get("exceptions") or [{}])[0].get("errorCode")
+
+    for auth in (None, (s.pinot_admin_user, "wrong"), ("nobody", s.pinot_admin_password)):
+        assert requests.get(f"{controller}/tables", auth=auth, timeout=10).status_code in (401, 403), auth
+        assert broker_error(auth) == 180, auth
+    reader = (s.pinot_reader_user, s.pinot_reader_password)
+    assert broker_error(reader) != 180  # let in (the table does not exist: another error)
+    assert requests.get(f"{controller}/tables", auth=reader, timeout=10).status_code == 200
+    schema = {"schemaName": "security_probe", "dimensionFieldSpecs": [{"name": "x", "dataType": "STRING"}]}
+    refused = requests.post(f"{controller}/schemas", json=schema, auth=reader, timeout=10)
+    assert refused.status_code == 403, refused.text  # READ only
+    assert PinotClient.from_settings(s).table_exists("security_probe") is False  # the admin can ask
+    # a table config carrying a Groovy script (code run inside the server) is refused outright
+    admin = PinotClient.from_settings(s)
+    admin.apply_schema(schema)
+    groovy = {"tableName": "security_probe", "tableType": "OFFLINE", "segmentsConfig": {"replication": "1"},
+              "tenants": {}, "tableIndexConfig": {}, "metadata": {},
+              "ingestionConfig": {"transformConfigs": [
+                  {"columnName": "x", "transformFunction": "Groovy({'id'.execute().text}, x)"}]}}  # fmt: skip
+    try:
+        with pytest.raises(PinotRejected) as err:
+            admin.apply_table(groovy)
+        assert "groovy" in str(err.value).lower(), err.value
+    finally:
+        requests.delete(f"{controller}/schemas/security_probe", auth=admin.auth, timeout=10)

@@ -74,8 +74,8 @@ class QueryFailed(Exception):
 class Broker:
     """SQL through the Pinot broker's REST API, one HTTP session (a kept-alive connection) per thread."""
 
-    def __init__(self, url: str, timeout: float):
-        self.url, self.timeout = f"{url.rstrip('/')}/query/sql", timeout
+    def __init__(self, url: str, timeout: float, auth: tuple[str, str] | None = None):
+        self.url, self.timeout, self.auth = f"{url.rstrip('/')}/query/sql", timeout, auth
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -84,6 +84,7 @@ class Broker:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            session.auth = self.auth
             with self._lock:
                 self._sessions.append(session)
         return session
@@ -390,7 +391,9 @@ def main() -> int:
         ]
         for sql in dashboard:
             print(f"   query: {sql[:110]}... -> {len(client.query(sql))} rows")
-        broker = Broker(s.pinot_broker_url, timeout=args.timeout)
+        broker = Broker(
+            s.pinot_broker_url, timeout=args.timeout, auth=(s.pinot_reader_user, s.pinot_reader_password)
+        )
         td.on_exit("Pinot HTTP sessions", broker.close)
         warmup_failed = 0
         for _ in range(20):  # warm-up

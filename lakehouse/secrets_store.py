@@ -30,6 +30,8 @@ SECRET_FIELDS = (
     "trino_bi_password",
     "trino_merchant_password",
     "trino_shared_secret",
+    "pinot_admin_password",
+    "pinot_reader_password",
 )
 ENV_PREFIX = "LAKEHOUSE_"
 REPO_HOME = Path(__file__).resolve().parent.parent / ".lakehouse"

@@ -235,6 +235,14 @@ class LakehouseSettings(BaseSettings):
         "1536M", description="heap of the one JVM running controller, broker and server"
     )
     pinot_cluster: str = "lakehouse"
+    pinot_admin_user: str = Field(
+        "admin", description="Pinot principal of the platform (tables, schemas, queries)"
+    )
+    pinot_admin_password: str = Field(
+        description="password of pinot_admin_user (generated: see secrets_store)"
+    )
+    pinot_reader_user: str = Field("reader", description="Pinot principal of Superset: queries only (READ)")
+    pinot_reader_password: str = Field(description="password of pinot_reader_user (generated)")
     pinot_kafka_bootstrap: str | None = Field(
         None,
         description="Kafka as Pinot's servers see it (default: kafka_bootstrap; `kafka:29092` in compose)",
@@ -279,10 +287,6 @@ class LakehouseSettings(BaseSettings):
     )
     superset_pinot_host: str | None = Field(
         None, description="Pinot's host as Superset sees it (default: 127.0.0.1; `pinot` in compose)"
-    )
-    superset_pinot_password: str | None = Field(
-        None,
-        description="the password Superset's Pinot database connects with (sent at import, never in the bundle)",
     )
 
     # Spark (local mode by default; a spark://, yarn or sc:// master by configuration)

@@ -55,7 +55,7 @@ def password(s: LakehouseSettings, db: Database) -> str | None:
 def sqlalchemy_uri(s: LakehouseSettings, db: Database, secret: str | None = None) -> str:
     """The database's URI as Superset reaches it, with `secret` as its password (the mask in a bundle, the
     real one to test a connection)."""
-    user = quote(s.trino_bi_user, safe="")
+    user = quote(s.trino_bi_user if db.engine == "trino" else s.pinot_reader_user, safe="")
     auth = f"{user}:{quote(secret, safe='')}@" if secret else f"{user}@"
     if db.engine == "trino":
         return f"trino://{auth}{s.superset_trino_host or s.trino_host}:{s.trino_port}/{s.trino_catalog}"

@@ -103,7 +103,7 @@ class SupersetClient:
             raise SupersetError(
                 f"Superset cannot connect to database {database_name!r}: {_messages(answer)}",
                 fix="check the service is up (`lakehouse stack status`) and that the password setting "
-                "(LAKEHOUSE_TRINO_BI_PASSWORD / LAKEHOUSE_SUPERSET_PINOT_PASSWORD) is the database's",
+                "(LAKEHOUSE_TRINO_BI_PASSWORD / LAKEHOUSE_PINOT_READER_PASSWORD) is the database's",
             )
 
     def import_bundle(self, bundle: bytes, passwords: dict[str, str]) -> None:

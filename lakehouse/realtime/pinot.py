@@ -128,25 +128,39 @@ def _reason(response: requests.Response) -> str:
 
 
 class PinotClient:
-    def __init__(self, controller_url: str, broker_url: str, timeout: float = 30.0):
+    """Pinot's controller (tables, schemas) and broker (queries), authenticated as one principal."""
+
+    def __init__(self, controller_url: str, broker_url: str, auth: tuple[str, str] | None = None,
+                 timeout: float = 30.0):  # fmt: skip
         self.controller, self.broker, self.timeout = (
             controller_url.rstrip("/"),
             broker_url.rstrip("/"),
             timeout,
         )
+        self.auth = auth
 
     @classmethod
-    def from_settings(cls, s: LakehouseSettings) -> PinotClient:
-        return cls(s.pinot_controller_url, s.pinot_broker_url)
+    def from_settings(cls, s: LakehouseSettings, reader: bool = False) -> PinotClient:
+        """The platform's client (the admin principal), or with `reader` Superset's (queries only)."""
+        auth = (
+            (s.pinot_reader_user, s.pinot_reader_password)
+            if reader
+            else (s.pinot_admin_user, s.pinot_admin_password)
+        )
+        return cls(s.pinot_controller_url, s.pinot_broker_url, auth=auth)
 
     def _call(self, method: str, url: str, what: str, **kwargs) -> requests.Response:
         try:
-            response = requests.request(method, url, timeout=self.timeout, **kwargs)
+            response = requests.request(method, url, timeout=self.timeout, auth=self.auth, **kwargs)
         except requests.RequestException as exc:
             raise StackError(
                 f"Pinot did not answer at {url} ({exc.__class__.__name__})",
                 fix="start it with `lakehouse stack up` (or `make up`); `lakehouse stack logs pinot` shows why it stopped",
             ) from exc
+        if response.status_code in (401, 403):
+            user = self.auth[0] if self.auth else "no user"
+            raise PinotRejected(f"Pinot refused {what} to {user} (HTTP {response.status_code}): {_reason(response)}",
+                                response.status_code)  # fmt: skip
         if response.status_code >= 400:
             raise PinotRejected(f"Pinot rejected {what}: {_reason(response)}")
         return response

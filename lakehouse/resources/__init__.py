@@ -25,6 +25,6 @@ def build_resources(s: LakehouseSettings, env_secrets: bool = False) -> dict:
         "postgres": PostgresResource.from_settings(s, env_secrets=env_secrets),
         "trino": TrinoResource.from_settings(s, env_secrets=env_secrets),
         "spark": LakehouseSparkResource.from_settings(s),
-        "pinot": PinotResource.from_settings(s),
+        "pinot": PinotResource.from_settings(s, env_secrets=env_secrets),
         "superset": SupersetResource.from_settings(s, env_secrets=env_secrets),
     }

@@ -157,51 +157,61 @@ def unpacked_tarball(archive: Path, final: Path, keep_plugins: set[str] | None =
 
 AGENT_SOURCE = Path(__file__).resolve().parent / "agent"
 AGENT_JAR = "lakehouse-loopback-agent.jar"
+PINOT_FUNCTIONS_SOURCE = Path(__file__).resolve().parent.parent / "realtime" / "pinot_functions"
 
 
-def loopback_agent(cache_dir: Path, log=print) -> Path:
-    """The loopback agent's jar (lakehouse/stack/agent), compiled with this machine's JDK and Byte Buddy
-    inside it; cached under a name that changes with its source."""
-    sources = sorted(AGENT_SOURCE.rglob("*.java"))
-    digest = hashlib.sha256(
-        b"".join(p.read_bytes() for p in sources) + (MAVEN_DIR / "loopback-agent.xml").read_bytes()
-    )
-    final = cache_dir / f"loopback-agent-{digest.hexdigest()[:12]}"
+def built_jar(name: str, source: Path, cache_dir: Path, classpath: list[Path], bundled: list[Path] = (),
+              manifest: str = "", log=print) -> Path:  # fmt: skip
+    """A jar of the project's own Java sources under `source`, compiled with this machine's JDK against
+    `classpath`, the `bundled` jars' classes inside it; cached under a name that changes with the sources."""
+    sources = sorted(source.rglob("*.java"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + manifest.encode()
+                            + " ".join(p.name for p in [*classpath, *bundled]).encode())  # fmt: skip
+    final = cache_dir / f"{name}-{digest.hexdigest()[:12]}"
     if is_complete(final):
-        return final / AGENT_JAR
-    libs = jar_set("loopback-agent", cache_dir, log=log)
-    log("  building the loopback agent (javac) ...")
+        return final / f"{name}.jar"
+    log(f"  building {name} (javac) ...")
     javac, jar = shutil.which("javac"), shutil.which("jar")
     if not (javac and jar):
-        raise StackError("the loopback agent needs a JDK (javac and jar), found only a runtime",
+        raise StackError(f"building {name} needs a JDK (javac and jar), found only a runtime",
                          fix="apt-get install -y openjdk-17-jdk-headless")  # fmt: skip
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".loopback-agent-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
     try:
         classes = tmp / "classes"
         classes.mkdir()
-        buddy = sorted(libs.glob("byte-buddy-*.jar"))
         steps = [
-            [javac, "--release", "11", "-nowarn", "-cp", ":".join(map(str, buddy)), "-d", str(classes), *map(str, sources)],
-            *[[jar, "xf", str(b)] for b in buddy],  # Byte Buddy inside the agent's jar: one file to load
+            [javac, "--release", "11", "-nowarn", "-cp", ":".join(map(str, classpath)), "-d", str(classes),
+             *map(str, sources)],
+            *[[jar, "xf", str(b)] for b in bundled],
         ]  # fmt: skip
         for step in steps:
             proc = subprocess.run(step, capture_output=True, text=True, cwd=classes)
             if proc.returncode != 0:
-                raise StackError(f"building the loopback agent failed: {(proc.stdout + proc.stderr)[-800:]}",
+                raise StackError(f"building {name} failed: {(proc.stdout + proc.stderr)[-800:]}",
                                  fix="check the JDK (`javac -version`) and run the command again")  # fmt: skip
         shutil.rmtree(classes / "META-INF", ignore_errors=True)
-        manifest = tmp / "MANIFEST.MF"
-        manifest.write_text("Premain-Class: lakehouse.agent.LoopbackAgent\nCan-Retransform-Classes: true\n"
-                            "Can-Redefine-Classes: true\n")  # fmt: skip
-        proc = subprocess.run([jar, "cfm", str(tmp / AGENT_JAR), str(manifest), "-C", str(classes), "."],
+        (tmp / "MANIFEST.MF").write_text(manifest)
+        proc = subprocess.run([jar, "cfm", str(tmp / f"{name}.jar"), str(tmp / "MANIFEST.MF"), "-C", str(classes), "."],
                               capture_output=True, text=True)  # fmt: skip
         if proc.returncode != 0:
-            raise StackError(
-                f"packing the loopback agent failed: {proc.stderr[-800:]}", fix="run the command again"
-            )
+            raise StackError(f"packing {name} failed: {proc.stderr[-800:]}", fix="run the command again")
         shutil.rmtree(classes)
-        manifest.unlink()
-        return _publish(tmp, final) / AGENT_JAR
+        (tmp / "MANIFEST.MF").unlink()
+        return _publish(tmp, final) / f"{name}.jar"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def loopback_agent(cache_dir: Path, log=print) -> Path:
+    """The loopback agent's jar (lakehouse/stack/agent), Byte Buddy inside it."""
+    buddy = sorted(jar_set("loopback-agent", cache_dir, log=log).glob("byte-buddy-*.jar"))
+    return built_jar("lakehouse-loopback-agent", AGENT_SOURCE, cache_dir, buddy, bundled=buddy, log=log,
+                     manifest="Premain-Class: lakehouse.agent.LoopbackAgent\nCan-Retransform-Classes: true\n"
+                              "Can-Redefine-Classes: true\n")  # fmt: skip
+
+
+def pinot_functions(cache_dir: Path, log=print) -> Path:
+    """The scalar functions Pinot's CDC table unpacks Debezium's envelope with (lakehouse/realtime/pinot_functions)."""
+    spi = sorted(jar_set("pinot", cache_dir, log=log).glob("pinot-spi-*.jar"))
+    return built_jar("lakehouse-pinot-functions", PINOT_FUNCTIONS_SOURCE, cache_dir, spi, log=log)

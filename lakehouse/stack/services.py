@@ -911,12 +911,21 @@ class Pinot(Service):
 
     def fetch(self, s, log):
         fetch.jar_set("pinot", s.cache_dir, log=log)
+        fetch.pinot_functions(s.cache_dir, log=log)
 
     def prepare(self, s, log):
         libs = fetch.jar_set("pinot", s.cache_dir, log=log)
         conf_dir = s.home / "pinot"
         data = self.data_dir(s)
         common = {"pinot.cluster.name": s.pinot_cluster, "pinot.zk.server": f"127.0.0.1:{s.zookeeper_port}"}
+        # Basic authentication on the controller and the broker: the admin (the platform: tables, schemas,
+        # queries) and a reader (Superset: queries, READ only); the server's own calls to the controller
+        # (segment upload and fetch) carry the admin's token. These files are private (0600, folder 0700).
+        token = (
+            "Basic " + base64.b64encode(f"{s.pinot_admin_user}:{s.pinot_admin_password}".encode()).decode()
+        )
+        principals = {s.pinot_admin_user: (s.pinot_admin_password, "READ,CREATE,UPDATE,DELETE"),
+                      s.pinot_reader_user: (s.pinot_reader_password, "READ")}  # fmt: skip
         configs = {
             "controller": {
                 "pinot.service.role": "CONTROLLER",
@@ -930,10 +939,20 @@ class Pinot(Service):
                 "controller.data.dir": data / "controller",
                 "controller.local.temp.dir": data / "controller-tmp",
                 "controller.enable.batch.message.mode": "false",
-                # The CDC table unpacks Debezium's envelope with Groovy transforms (off by default
-                # since 0.11 because a table config's script runs in the server; here only the
-                # repo's own configs are applied).
-                "controller.disable.ingestion.groovy": "false",
+                # No Groovy: a table config's script would run inside the server. The CDC table unpacks
+                # Debezium's envelope with scalar functions (lakehouse/realtime/pinot_functions).
+                "controller.disable.ingestion.groovy": "true",
+                "controller.admin.access.control.factory.class": "org.apache.pinot.controller.api.access.BasicAuthAccessControlFactory",
+                "controller.admin.access.control.principals": ",".join(principals),
+                **{
+                    f"controller.admin.access.control.principals.{u}.password": p
+                    for u, (p, _) in principals.items()
+                },
+                **{
+                    f"controller.admin.access.control.principals.{u}.permissions": perms
+                    for u, (_, perms) in principals.items()
+                },
+                "controller.segment.fetcher.auth.token": token,
             },
             "broker": {
                 "pinot.service.role": "BROKER",
@@ -942,6 +961,12 @@ class Pinot(Service):
                 "pinot.broker.client.access.protocols.http.host": "127.0.0.1",
                 "pinot.broker.client.access.protocols.http.port": s.pinot_broker_port,
                 "pinot.broker.timeoutMs": 10000,
+                "pinot.broker.access.control.class": "org.apache.pinot.broker.broker.BasicAuthAccessControlFactory",
+                "pinot.broker.access.control.principals": ",".join(principals),
+                **{
+                    f"pinot.broker.access.control.principals.{u}.password": p
+                    for u, (p, _) in principals.items()
+                },
             },
             "server": {
                 "pinot.service.role": "SERVER",
@@ -953,12 +978,15 @@ class Pinot(Service):
                 "pinot.server.instance.dataDir": data / "server" / "index",
                 "pinot.server.instance.segmentTarDir": data / "server" / "segments",
                 "pinot.server.grpc.enable": "false",
+                "pinot.server.segment.fetcher.auth.token": token,
+                "pinot.server.segment.uploader.auth.token": token,
+                "pinot.server.instance.auth.token": token,
             },
         }
         paths = []
         for role, values in configs.items():
             path = conf_dir / f"{role}.conf"
-            _write(path, _properties({**common, **values}))
+            write_private(path, _properties({**common, **values}))
             paths.append(str(path))
         log4j = conf_dir / "log4j2.properties"
         _write(log4j, (
@@ -970,7 +998,8 @@ class Pinot(Service):
             "logger.pinot.name = org.apache.pinot\nlogger.pinot.level = INFO\n"
             "logger.helix.name = org.apache.helix\nlogger.helix.level = WARN\n"
         ))  # fmt: skip
-        cmd = java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*",
+        functions = fetch.pinot_functions(s.cache_dir, log=log)
+        cmd = java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*:{functions}",
                            "org.apache.pinot.tools.admin.PinotAdministrator", "StartServiceManager",
                            "-zkAddress", f"127.0.0.1:{s.zookeeper_port}", "-clusterName", s.pinot_cluster,
                            "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=PINOT_OPENS,
