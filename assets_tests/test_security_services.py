@@ -238,3 +238,23 @@ def test_pinot_refuses_anonymous_and_wrong_principals_and_groovy(stack):
         assert "groovy" in str(err.value).lower(), err.value
     finally:
         requests.delete(f"{controller}/schemas/security_probe", auth=admin.auth, timeout=10)
+
+
+def test_a_service_gets_only_its_own_secrets_in_its_environment(stack):
+    """The secrets `export` puts in the environment stay out of the services that need none of them
+    (PostgreSQL's superuser could otherwise read them back from /proc/self/environ)."""
+    s = stack
+    secrets = _secrets(s)
+    run = s.home / "run"
+    checked = 0
+    for name in ("postgres", "kafka", "zookeeper", "metastore", "pinot", "connect"):
+        record = process.read_record(run, name)
+        assert record and record.is_alive(), name
+        environ = Path(f"/proc/{record.pid}/environ").read_bytes()
+        held = [n for n, v in secrets.items() if v.encode() in environ]
+        assert not held, f"{name}'s environment holds {held}"
+        checked += 1
+    trino = process.read_record(run, "trino")
+    environ = Path(f"/proc/{trino.pid}/environ").read_bytes()
+    assert s.trino_shared_secret.encode() in environ  # the scan sees what it looks for
+    assert s.trino_password.encode() not in environ and checked == 6

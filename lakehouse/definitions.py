@@ -54,6 +54,12 @@ from lakehouse.realtime.assets import (
     stream_jobs_watchdog,
 )
 from lakehouse.resources import build_resources
+from lakehouse.security.audit import (
+    every_event_is_a_query,
+    trino_audit,
+    trino_audit_job,
+    trino_audit_schedule,
+)
 from lakehouse.settings import get_settings
 from lakehouse.warehouse.assets import dbt_resource, gold_daily_dbt_models, gold_dbt_models
 from lakehouse.warehouse.docs import dbt_docs_site, docs_cover_every_model
@@ -84,6 +90,7 @@ defs = dg.Definitions(
         *restore_assets,
         backups,
         restore_drill,
+        trino_audit,
     ],
     asset_checks=[
         *dg.load_asset_checks_from_modules([ingest_checks, batch_checks]),
@@ -97,6 +104,7 @@ defs = dg.Definitions(
         *pinot_lag_checks,
         bundle_is_self_contained,
         *dashboard_checks,
+        every_event_is_a_query,
     ],
     jobs=[
         all_assets_job,
@@ -107,6 +115,7 @@ defs = dg.Definitions(
         stream_jobs,
         backups_and_drill_job,
         wal_shipping,
+        trino_audit_job,
     ],
     sensors=[
         clickstream_kafka_sensor,
@@ -122,6 +131,7 @@ defs = dg.Definitions(
         lifecycle_archive_schedule,
         backup_schedule,
         wal_shipping_schedule,
+        trino_audit_schedule,
     ],
     resources={**build_resources(settings, env_secrets=True), "dbt": dbt_resource()},
 )

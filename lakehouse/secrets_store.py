@@ -89,15 +89,21 @@ def _locked(path: Path):
 def write_private(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     """Replace a file atomically (a reader never sees half of it), its mode set before it has any content:
     the one way the platform writes a file that holds or guards a secret."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data.encode() if isinstance(data, str) else data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(tmp, mode)  # whatever the umask
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # O_EXCL, 0600, unpredictable
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data.encode() if isinstance(data, str) else data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _write_secrets(path: Path, values: dict[str, str]) -> None:
@@ -131,5 +137,13 @@ def export(environ: dict | None = None) -> dict[str, str]:
     env = os.environ if environ is None else environ
     values = load(env)
     for name, value in values.items():
-        env.setdefault(name, value)
+        if not env.get(name):  # unset or empty
+            env[name] = value
     return values
+
+
+def without_secrets(environ: dict | os._Environ) -> dict[str, str]:
+    """An environment for a process that needs none of the platform's secrets (a service is given its own
+    explicitly): the secrets `export` put there are left out."""
+    names = {variable(f) for f in SECRET_FIELDS}
+    return {k: v for k, v in environ.items() if k not in names}

@@ -140,7 +140,8 @@ class _SecretsFile(PydanticBaseSettingsSource):
 
 
 class LakehouseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # an empty variable is no setting: a secret is never the empty string
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -214,6 +215,9 @@ class LakehouseSettings(BaseSettings):
         None,
         description="certificate (PEM) Trino's TLS is verified with; default: the one `stack up` generates "
         "for a local Trino, else the system's CAs",
+    )
+    trino_audit_topic: str = Field(
+        "trino.audit", description="Kafka topic Trino's event listener writes every completed query to"
     )
     trino_access_rules: Path | None = Field(
         None, description="Trino access rules (JSON) to use instead of lakehouse/security/access_rules.json"

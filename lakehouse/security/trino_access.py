@@ -53,7 +53,13 @@ SECTIONS = {
     "impersonation": ({"original_user", "original_role", "new_user", "allow"}, {"new_user"}),
     "system_session_properties": ({"user", "role", "group", "property", "allow"}, {"allow"}),
     "catalog_session_properties": ({"user", "role", "group", "catalog", "property", "allow"}, {"allow"}),
+    "authorization": (
+        {"original_user", "original_group", "original_role", "new_user", "new_role", "allow"},
+        set(),
+    ),
 }
+CATALOG_ACCESS = {"all", "read-only", "none", True, False}
+COLUMN_FIELDS = {"name", "allow", "mask", "mask_environment"}
 REGEX_FIELDS = {"user", "role", "group", "catalog", "schema", "table", "function", "procedure", "property",
                 "queryOwner", "original_user", "original_role", "new_user"}  # fmt: skip
 TABLE_PRIVILEGES = {"SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"}
@@ -138,6 +144,12 @@ def check_rules(text: str, source: Path, s: LakehouseSettings) -> dict:
                     raise StackError(
                         f"{where}: {key} {rule[key]!r} is not a regular expression ({exc})", fix=fix
                     ) from None
+            if section == "catalogs" and rule["allow"] not in CATALOG_ACCESS:
+                raise StackError(f"{where}: allow {rule['allow']!r} is not all, read-only or none", fix=fix)
+            for column in rule.get("columns", []) if section == "tables" else []:
+                if not isinstance(column, dict) or "name" not in column or set(column) - COLUMN_FIELDS:
+                    raise StackError(f"{where}: a column constraint needs a name and only {', '.join(sorted(COLUMN_FIELDS))}",
+                                     fix=fix)  # fmt: skip
             if section == "tables":
                 bad = set(rule["privileges"]) - TABLE_PRIVILEGES
                 if bad:
@@ -163,9 +175,12 @@ def with_masks(rules: dict, s: LakehouseSettings, classified: dict | None = None
     result = copy.deepcopy(rules)
     tables: list[dict] = []
     for rule in result.get("tables", []):
-        reads = "SELECT" in rule.get("privileges", []) and not _matches(rule, "user", s.trino_user)
-        for (layer, table), columns in sorted(classified.items()):
-            if not (reads and _matches(rule, "schema", layer) and _matches(rule, "table", table)):
+        # every rule that grants SELECT, but the platform's own (a catch-all one too: whoever reaches it);
+        # its schema is not looked at (prefixed schemas, `dev_silver`, ...): a mask on a table of another
+        # layer with the same name and no such column is never asked for
+        reads = "SELECT" in rule.get("privileges", []) and rule.get("user") != re.escape(s.trino_user)
+        for (_layer, table), columns in sorted(classified.items()):
+            if not (reads and _matches(rule, "table", table)):
                 continue
             named = {c.get("name") for c in rule.get("columns", [])}
             masked = [{"name": c, "mask": pii.mask(c)} for c in sorted(columns) if c not in named]

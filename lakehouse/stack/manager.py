@@ -157,6 +157,7 @@ def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
             )  # fmt: skip
         _wait_healthy(s, svc, record, log)
         svc.after_start(s, log)
+        secure_home(s)  # what the service made (its data, its log) is private from its first moments
         log(f"{svc.name}: healthy at {svc.url(s)} ({time.monotonic() - t0:.1f}s)")
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from lakehouse.secrets_store import without_secrets
+
 
 @dataclass
 class ProcessRecord:
@@ -75,7 +77,7 @@ def launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**without_secrets(os.environ), **(env or {})},  # each service gets only its own secrets
             cwd=cwd,
             start_new_session=True,
             user=user,

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from lakehouse.executables import env_executable
-from lakehouse.secrets_store import write_private
+from lakehouse.secrets_store import without_secrets, write_private
 from lakehouse.security import tls
 from lakehouse.settings import LakehouseSettings, env_name
 from lakehouse.stack import fetch
@@ -726,6 +726,9 @@ class Connect(Service):
             # connector configurations name their secrets (${file:<secrets file>:<key>}): never the values
             "config.providers": "file",
             "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
+            # only the worker's own secrets file: a connector registered through the REST API cannot make
+            # the worker read another file (the platform's secrets file, say) into its configuration
+            "config.providers.file.param.allowed.paths": s.home / "connect",
         }))  # fmt: skip
         from lakehouse.cdc.connector import write_connect_secrets
 
@@ -796,6 +799,17 @@ class Trino(Service):
 
         cert = tls.ensure(s.tls_dir, log)
         trino_access.install(s, etc, log)
+        # The audit log: every completed query to Kafka (lakehouse/security/audit.py lands it in raw)
+        from lakehouse.resources.kafka import ensure_topic
+        from lakehouse.security.audit import event_listener_properties
+
+        try:
+            ensure_topic(s.kafka_bootstrap, s.trino_audit_topic, partitions=1)
+        except Exception as exc:  # noqa: BLE001 - any failure: Kafka is not there to audit to
+            raise StackError(f"Trino audits every query to Kafka topic {s.trino_audit_topic}, but Kafka at "
+                             f"{s.kafka_bootstrap} cannot create it: {exc}",
+                             fix="`lakehouse stack up kafka` first (or `lakehouse stack up` for everything)") from exc  # fmt: skip
+        _write(etc / "event-listener.properties", java_properties(event_listener_properties(s)))
         # HTTPS only (no plain HTTP port at all), password authentication, and the nodes' own requests
         # signed with the shared secret; the secret reaches Trino as an environment variable it substitutes.
         _write(etc / "config.properties", _properties({
@@ -810,6 +824,7 @@ class Trino(Service):
             "internal-communication.https.required": "true",
             "internal-communication.https.truststore.path": cert.cert,
             "discovery.uri": f"https://127.0.0.1:{s.trino_port}",
+            "event-listener.config-files": etc / "event-listener.properties",
             "query.max-memory": "1GB",
             "query.max-memory-per-node": "1GB",
         }))  # fmt: skip
@@ -1056,7 +1071,7 @@ class Superset(Service):
         metadata = (f"postgresql+psycopg2://{quote(s.postgres_user, safe='')}:{quote(s.postgres_password, safe='')}"
                     f"@{s.postgres_host}:{s.postgres_port}/{quote(s.superset_db, safe='')}")  # fmt: skip
         return {
-            **os.environ,
+            **without_secrets(os.environ),
             "SUPERSET_CONFIG_PATH": str(BI_DIR / "superset_config.py"),
             "SUPERSET_HOME": str(s.home / "superset"),
             "SUPERSET_SECRET_KEY": s.superset_secret_key,

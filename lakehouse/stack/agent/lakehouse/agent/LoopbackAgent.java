@@ -43,9 +43,12 @@ public final class LoopbackAgent {
         private OnBind() {}
 
         @Advice.OnMethodEnter
-        static void enter(@Advice.Argument(value = 0, readOnly = false, typing = Assigner.Typing.DYNAMIC)
+        static void enter(@Advice.This Object self,
+                @Advice.Argument(value = 0, readOnly = false, typing = Assigner.Typing.DYNAMIC)
                 SocketAddress local) {
-            if (local == null) {
+            // a null address is "any": for a classic (IP-only) server socket that is the wildcard; an NIO
+            // channel may be a UNIX-domain one, whose null bind means an automatic path: left alone
+            if (local == null && self instanceof java.net.ServerSocket) {
                 local = new InetSocketAddress(InetAddress.getLoopbackAddress(), 0);
             } else if (local instanceof InetSocketAddress) {
                 InetSocketAddress inet = (InetSocketAddress) local;
