@@ -261,26 +261,37 @@ def live_orders(namespace, produced):
 
 def test_both_database_uris_connect_inside_the_superset_environment(namespace, produced):
     """The bundle's SQLAlchemy URIs, opened with Superset's own drivers in bi/.venv (SQLAlchemy 1.4)."""
+    import json
+    import os
+
     from lakehouse.bi import bundle
     from lakehouse.bi.definitions import Database
+    from lakehouse.security import tls
     from lakehouse.settings import REPO_ROOT
 
     s = namespace.settings
-    probes = {
-        bundle.sqlalchemy_uri(s, Database("gold", "gold", "trino")): f"SELECT count(*) FROM {s.schema('gold')}.daily_kpis",
-        bundle.sqlalchemy_uri(s, Database("rt", "rt", "pinot")): f"SELECT COUNT(*) FROM {s.pinot_table('merchant_orders')}",
-    }  # fmt: skip
+    gold, rt = (
+        Database("gold", "gold", "trino", "trino_bi_password"),
+        Database("rt", "rt", "pinot", "pinot_reader_password"),
+    )
+    probes = [  # as Superset connects: its principals, their passwords, Trino over HTTPS
+        (gold, f"SELECT count(*) FROM {s.schema('gold')}.daily_kpis"),
+        (rt, f"SELECT COUNT(*) FROM {s.pinot_table('merchant_orders')}"),
+    ]  # fmt: skip
     script = (
-        "import sys, sqlalchemy\n"
-        "engine = sqlalchemy.create_engine(sys.argv[1])\n"
+        "import json, sys, sqlalchemy\n"
+        "engine = sqlalchemy.create_engine(sys.argv[1], connect_args=json.loads(sys.argv[3]))\n"
         "with engine.connect() as c: print(sqlalchemy.__version__, c.execute(sqlalchemy.text(sys.argv[2])).scalar())\n"
     )
-    for uri, sql in probes.items():
-        proc = subprocess.run([str(REPO_ROOT / "bi" / ".venv" / "bin" / "python"), "-c", script, uri, sql],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert proc.returncode == 0, f"{uri}: {proc.stderr[-2000:]}"
+    env = {**os.environ, **tls.requests_environment(tls.paths(s.tls_dir).trust)}
+    for db, sql in probes:
+        uri = bundle.sqlalchemy_uri(s, db, bundle.password(s, db))
+        connect_args = bundle.database_extra(s, db).get("engine_params", {}).get("connect_args", {})
+        proc = subprocess.run([str(REPO_ROOT / "bi" / ".venv" / "bin" / "python"), "-c", script, uri, sql,
+                               json.dumps(connect_args)], capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+        assert proc.returncode == 0, f"{db.engine}: {proc.stderr[-2000:]}"
         version, count = proc.stdout.split()
-        assert version.startswith("1.4.") and int(count) > 0, (uri, proc.stdout)
+        assert version.startswith("1.4.") and int(count) > 0, (db.engine, proc.stdout)
 
 
 def test_the_run_imported_both_dashboards_with_every_chart(namespace, produced):

@@ -125,11 +125,10 @@ def test_pii_is_masked_in_statistics_and_hidden_table_functions_are_denied(table
     assert not any("ada" in str(v).lower() for row in stats for v in row), (
         stats
     )  # no clear value in statistics
+    # statistics would come from every row, past the row filter: Trino keeps none (the catalog's setting)
     merchant_stats = as_(s, "merchant").query(f"SHOW STATS FOR {tables['gold']}.merchant_sales_daily")
-    revenue = next(r for r in merchant_stats if r[0] == "revenue")
-    assert revenue[6] in (None, 15.0, 10.0) and revenue[5] in (None, 5.0, 10.0), (
-        merchant_stats
-    )  # not merchant 2's 20.0
+    assert not any("20" in str(v) for row in merchant_stats for v in row), merchant_stats
+    assert all(row[5] is None and row[6] is None for row in merchant_stats), merchant_stats  # no low, no high
     for principal in ("analyst", "bi", "merchant"):
         denied(as_(s, principal), f"SELECT * FROM TABLE({s.trino_catalog}.system.table_changes("
                                   f"'{s.schema('gold')}', 'daily_kpis', 0))")  # fmt: skip

@@ -68,7 +68,7 @@ inputs AS (
 ),
 reads AS (
   SELECT query_id, "user", principal, query_start, state, query, catalog_name, schema_name, table_name,
-         COALESCE(json_extract_scalar(c, '$.column'), json_extract_scalar(c, '$')) AS column_name
+         json_extract_scalar(c, '$.name') AS column_name
   FROM inputs CROSS JOIN UNNEST(columns) AS u(c)
 )
 SELECT *, ({_pii_predicate(s)}) AS pii FROM reads"""
