@@ -70,6 +70,12 @@ def namespace(stack: LakehouseSettings, request) -> Iterator[Namespace]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     get_settings.cache_clear()
+    from lakehouse.security import kafka_access
+
+    # the namespace's topics for its principals, as `stack up` grants the main ones (landing: all of them,
+    # the tests' own topics included)
+    kafka_access.install(get_settings(), log=lambda *_: None,
+                         extra=[("landing", "TOPIC", "PREFIXED", tag, ["READ", "DESCRIBE"])])  # fmt: skip
     try:
         yield Namespace(settings=get_settings(), env={**os.environ, **env})
     finally:

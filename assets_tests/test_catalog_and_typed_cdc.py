@@ -34,6 +34,7 @@ from lakehouse.cdc.pipeline import DEAD_LETTERS_TABLE, apply_table, land_changes
 from lakehouse.cdc.workload import connect, run_workload
 from lakehouse.ingest.exactly_once import MarkedTable
 from lakehouse.resources import build_resources
+from lakehouse.security.kafka_access import client_config
 from lakehouse.settings import LakehouseSettings, get_settings
 from lakehouse.stack.errors import StackError
 
@@ -122,9 +123,9 @@ def sync(kafka, lake, postgres, table: str) -> None:
     apply_table(kafka, lake, table, log=lambda _: None, postgres=postgres)
 
 
-def snapshot_reads(bootstrap: str, topic: str, start: dict[int, int]) -> int:
+def snapshot_reads(conf: dict, topic: str, start: dict[int, int]) -> int:
     """How many snapshot reads (op 'r') a topic received after the offsets `start`."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}",
+    consumer = Consumer({**conf, "group.id": f"probe-{uuid.uuid4()}",
                          "enable.auto.commit": False})  # fmt: skip
     try:
         consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
@@ -164,7 +165,7 @@ def probe_table(stack):
         with connect(s) as conn:
             conn.execute(f'DROP TABLE IF EXISTS "{s.cdc_schema}"."{table}"')
             conn.commit()
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        admin = AdminClient(client_config(s, "admin"))
         for future in admin.delete_topics([s.cdc_topic(table)]).values():
             future.exception()  # deleted, or never created
 
@@ -199,7 +200,7 @@ def test_a_table_added_by_configuration_is_snapshotted_alone_and_mirrored_typed(
         wait_for_capture(added)
         for t, start in others.items():  # the other tables were not snapshotted again
             if kafka.topic_exists(kafka.cdc_topic(t)):
-                assert snapshot_reads(stack.kafka_bootstrap, kafka.cdc_topic(t), start) == 0, t
+                assert snapshot_reads(client_config(stack, "admin"), kafka.cdc_topic(t), start) == 0, t
 
         # updates, deletes and inserts of every type, then a widening ALTER (integer -> bigint)
         rng = random.Random(7)
@@ -455,6 +456,6 @@ def test_a_table_of_another_schema_is_captured_under_its_qualified_name(stack):
         with connect(s) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             conn.commit()
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        admin = AdminClient(client_config(s, "admin"))
         for future in admin.delete_topics([f"cdc.{schema}.{table}"]).values():
             future.exception()

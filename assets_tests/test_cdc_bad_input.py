@@ -22,6 +22,7 @@ from lakehouse.cdc.pipeline import DEAD_LETTERS_TABLE, apply_table, land_changes
 from lakehouse.cdc.workload import connect, run_workload
 from lakehouse.resources import KafkaResource, LakeResource, build_resources
 from lakehouse.resources.kafka import ensure_topic, make_producer
+from lakehouse.security.kafka_access import client_config
 from lakehouse.stack import manager
 
 pytestmark = pytest.mark.stack
@@ -37,15 +38,13 @@ def change(op: str, lsn: int, order_id: int, status: str, table: str = "orders")
 def test_unusable_change_records_become_dead_letters_exactly_once(namespace):
     s = namespace.settings
     prefix = s.schema_prefix.rstrip("_")
-    kafka = KafkaResource(
-        bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema
-    )
+    kafka = KafkaResource.from_settings(s, "admin", cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema)
     lake = LakeResource.from_settings(s)
     orders, coupons = kafka.cdc_topic("orders"), kafka.cdc_topic("coupons")
     for topic in (orders, coupons):
-        ensure_topic(s.kafka_bootstrap, topic, 1)
+        ensure_topic(client_config(s, "admin"), topic, 1)
     key = json.dumps({"order_id": 1}).encode()
-    producer = make_producer(s.kafka_bootstrap)
+    producer = make_producer(client_config(s, "admin"))
     for value in (change("c", 10, 1, "new"), b"{not json", change("u", 20, 1, "paid", table="coupons"),
                   json.dumps({"op": "x"}).encode(), change("u", 30, 1, "shipped")):  # fmt: skip
         producer.produce(orders, key=key, value=value)
@@ -74,7 +73,9 @@ def test_unusable_change_records_become_dead_letters_exactly_once(namespace):
     assert lake.read("silver", DEAD_LETTERS_TABLE).num_rows == 4
 
     # The unlisted table is reported with the fix, and its records stay in Kafka.
-    assert unconfigured_tables(s.kafka_bootstrap, prefix, s.cdc_schema, s.cdc_table_list) == ["coupons"]
+    assert unconfigured_tables(client_config(s, "admin"), prefix, s.cdc_schema, s.cdc_table_list) == [
+        "coupons"
+    ]
     problems = capture_report(s, topic_prefix=prefix).problems
     assert any("coupons" in p and "LAKEHOUSE_CDC_TABLES" in p for p in problems), problems
 

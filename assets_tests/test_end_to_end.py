@@ -87,8 +87,7 @@ def test_rematerializing_lands_nothing_twice(namespace, produced):
     from lakehouse.resources import KafkaResource
 
     lake = LakeResource.from_settings(namespace.settings)
-    kafka = KafkaResource(bootstrap_servers=namespace.settings.kafka_bootstrap,
-                          events_topic=namespace.settings.events_topic)  # fmt: skip
+    kafka = KafkaResource.from_settings(namespace.settings)  # fmt: skip
     uri = lake.table_uri("raw", "clickstream_events")
     target = raw_target(uri, lake.storage_options, kafka.events_topic, "lakehouse-raw")
     result = land_topic(kafka, target, log=lambda _: None)

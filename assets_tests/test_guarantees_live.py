@@ -18,6 +18,7 @@ from lakehouse.ingest.assets import RAW_APP_ID
 from lakehouse.ingest.landing import OffsetGap, land_topic, raw_target, recorded_gaps
 from lakehouse.resources import KafkaResource, LakeResource
 from lakehouse.resources.kafka import ensure_topic, make_producer
+from lakehouse.security.kafka_access import client_config
 
 pytestmark = pytest.mark.stack
 
@@ -45,8 +46,8 @@ def merchant_change(op: str, lsn: int, mid: int, name: str) -> bytes:
                        "source": {"lsn": lsn, "ts_ms": 1_700_000_000_000, "table": "merchants"}}).encode()  # fmt: skip
 
 
-def produce(bootstrap: str, topic: str, values: list, keys: list | None = None, partition: int | None = None):
-    producer = make_producer(bootstrap)
+def produce(conf: dict, topic: str, values: list, keys: list | None = None, partition: int | None = None):
+    producer = make_producer(conf)
     for i, value in enumerate(values):
         kwargs = {"partition": partition} if partition is not None else {}
         producer.produce(topic, key=(keys[i] if keys else str(i).encode()), value=value, **kwargs)
@@ -60,10 +61,10 @@ def lakehouse(env: dict, *args: str, timeout: float = 600) -> subprocess.Complet
 
 def test_one_poison_event_does_not_stop_the_valid_ones_after_it(ns):
     s = ns.settings
-    ensure_topic(s.kafka_bootstrap, s.events_topic, 1)
+    ensure_topic(client_config(s, "admin"), s.events_topic, 1)
     poison = json.dumps({**valid_event(0), "quantity": 2**40}).encode()  # well-formed JSON, beyond int32
     produce(
-        s.kafka_bootstrap,
+        client_config(s, "admin"),
         s.events_topic,
         [poison] + [json.dumps(valid_event(i)).encode() for i in range(1, 51)],
     )
@@ -80,17 +81,15 @@ def test_one_poison_event_does_not_stop_the_valid_ones_after_it(ns):
 def test_a_keyless_change_record_does_not_stop_the_cdc_apply(ns):
     s = ns.settings
     prefix = s.schema_prefix.rstrip("_")
-    kafka = KafkaResource(
-        bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema
-    )
+    kafka = KafkaResource.from_settings(s, "admin", cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema)
     lake = LakeResource.from_settings(s)
     topic = kafka.cdc_topic("merchants")
-    ensure_topic(s.kafka_bootstrap, topic, 1)
+    ensure_topic(client_config(s, "admin"), topic, 1)
 
     values = [merchant_change("c", 10, 1, "keyless"), merchant_change("c", 20, 2, "after"),
               merchant_change("c", 30, 3, "after too")]  # fmt: skip
     keys = [None, b'{"merchant_id": 2}', b'{"merchant_id": 3}']
-    produce(s.kafka_bootstrap, topic, values, keys)
+    produce(client_config(s, "admin"), topic, values, keys)
     assert land_changes(kafka, lake, "merchants", log=lambda _: None).rows == 3
     result = apply_table(kafka, lake, "merchants", log=lambda _: None)  # one run
     assert result.dead_letters == 1
@@ -104,17 +103,17 @@ def test_a_gap_in_kafka_stops_the_landing_until_acknowledged(ns):
     """Retention deletes records before they were landed: the landing names the gap and the command; the
     acknowledgement records it in the table's history; a recreated topic is refused, never re-landed."""
     s = ns.settings
-    ensure_topic(s.kafka_bootstrap, s.events_topic, 1)
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    ensure_topic(client_config(s, "admin"), s.events_topic, 1)
+    kafka = KafkaResource.from_settings(s, "admin", events_topic=s.events_topic)
     lake = LakeResource.from_settings(s)
     uri = lake.table_uri("raw", "clickstream_events")
-    produce(s.kafka_bootstrap, s.events_topic, [b"a"] * 10, partition=0)
+    produce(client_config(s, "admin"), s.events_topic, [b"a"] * 10, partition=0)
     assert (
         land_topic(kafka, raw_target(uri, lake.storage_options, s.events_topic, RAW_APP_ID), log=print).rows
         == 10
     )
-    produce(s.kafka_bootstrap, s.events_topic, [b"b"] * 20, partition=0)
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    produce(client_config(s, "admin"), s.events_topic, [b"b"] * 20, partition=0)
+    admin = AdminClient(client_config(s, "admin"))
     admin.delete_records([TopicPartition(s.events_topic, 0, 25)])[
         TopicPartition(s.events_topic, 0, 25)
     ].result(30)
@@ -143,12 +142,12 @@ def test_a_gap_in_kafka_stops_the_landing_until_acknowledged(ns):
     while s.events_topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2)
-    ensure_topic(s.kafka_bootstrap, s.events_topic, 1)
-    produce(s.kafka_bootstrap, s.events_topic, [b"new"] * 5, partition=0)
+    ensure_topic(client_config(s, "admin"), s.events_topic, 1)
+    produce(client_config(s, "admin"), s.events_topic, [b"new"] * 5, partition=0)
     with pytest.raises(OffsetGap, match="deleted and recreated"):
         land_topic(kafka, raw_target(uri, lake.storage_options, s.events_topic, RAW_APP_ID), log=print)
     # Even once the new topic has more records than the table's marks (offsets alone cannot tell): its id can.
-    produce(s.kafka_bootstrap, s.events_topic, [b"newer"] * 40, partition=0)
+    produce(client_config(s, "admin"), s.events_topic, [b"newer"] * 40, partition=0)
     with pytest.raises(OffsetGap, match="topic id"):
         land_topic(kafka, raw_target(uri, lake.storage_options, s.events_topic, RAW_APP_ID), log=print)
     raw = lake.read("raw", "clickstream_events", columns=["partition", "offset"])
@@ -159,10 +158,12 @@ def test_concurrent_landers_with_overlapping_partitions_never_duplicate(ns):
     """Four landers on one 4-partition topic, holding overlapping and disjoint partition subsets, on the real
     object store, while records arrive; one is SIGKILLed. Then one clean run: every record exactly once."""
     s = ns.settings
-    ensure_topic(s.kafka_bootstrap, s.events_topic, 4)
+    ensure_topic(client_config(s, "admin"), s.events_topic, 4)
     total = 6000
     produce(
-        s.kafka_bootstrap, s.events_topic, [json.dumps(valid_event(i)).encode() for i in range(total // 2)]
+        client_config(s, "admin"),
+        s.events_topic,
+        [json.dumps(valid_event(i)).encode() for i in range(total // 2)],
     )
     subsets = ["0,1", "1,2", "2,3", "3"]
     procs = [subprocess.Popen([env_executable("lakehouse"), "ingest", "events", "--follow", "--idle-exit", "5",
@@ -170,7 +171,7 @@ def test_concurrent_landers_with_overlapping_partitions_never_duplicate(ns):
                               env=ns.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               start_new_session=True) for sub in subsets]  # fmt: skip
     produce(
-        s.kafka_bootstrap,
+        client_config(s, "admin"),
         s.events_topic,
         [json.dumps(valid_event(i)).encode() for i in range(total // 2, total)],
     )
@@ -204,9 +205,7 @@ def test_concurrent_landers_with_overlapping_partitions_never_duplicate(ns):
 
 
 def kafka_ends(s) -> dict[int, int]:
-    return KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic).end_offsets(
-        s.events_topic
-    )
+    return KafkaResource.from_settings(s, "admin", events_topic=s.events_topic).end_offsets(s.events_topic)
 
 
 @pytest.mark.parametrize(
@@ -221,17 +220,15 @@ def test_the_cdc_apply_killed_with_uncommitted_work_converges(ns, point, tmp_pat
     s = ns.settings
     prefix = s.schema_prefix.rstrip("_")
     env = {**ns.env, "LAKEHOUSE_CDC_TOPIC_PREFIX": prefix, "LAKEHOUSE_CDC_TABLES": "merchants"}
-    kafka = KafkaResource(
-        bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema
-    )
+    kafka = KafkaResource.from_settings(s, "admin", cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema)
     topic = kafka.cdc_topic("merchants")
-    ensure_topic(s.kafka_bootstrap, topic, 1)
+    ensure_topic(client_config(s, "admin"), topic, 1)
 
     values = [merchant_change("c", 10, 1, "a"), b"{broken", merchant_change("c", 20, 2, "b"),
               merchant_change("u", 30, 1, "a2"), merchant_change("d", 40, 2, "b")]  # fmt: skip
     keys = [b'{"merchant_id": 1}', b'{"merchant_id": 1}', b'{"merchant_id": 2}', b'{"merchant_id": 1}',
             b'{"merchant_id": 2}']  # fmt: skip
-    produce(s.kafka_bootstrap, topic, values, keys)
+    produce(client_config(s, "admin"), topic, values, keys)
     marker = tmp_path / "fired"
     crashed = lakehouse({**env, FAULT_ENV: point, FAULT_MARKER_ENV: str(marker)}, "cdc", "apply")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]

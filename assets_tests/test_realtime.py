@@ -33,6 +33,7 @@ from lakehouse.realtime.assets import (
 from lakehouse.realtime.pinot import CONFIG_DIR, PinotClient
 from lakehouse.resources import build_resources
 from lakehouse.resources.kafka import ensure_topic, make_producer
+from lakehouse.security.kafka_access import client_config
 
 pytestmark = pytest.mark.stack
 END = datetime(2026, 7, 1, tzinfo=UTC)
@@ -122,7 +123,7 @@ def expected_alerts(events: list[dict], factor=5.0, burst_count=5, burst_window=
 def read_output(settings, output: str) -> list[dict]:
     """Every committed record of a stream job's (one-partition) output topic, as JSON."""
     topic = settings.realtime_topic(output)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "test-realtime-reader",
+    consumer = Consumer({**client_config(settings, "admin"), "group.id": "test-realtime-reader",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})  # fmt: skip
     try:
         tp = TopicPartition(topic, 0)
@@ -167,7 +168,7 @@ def materialize(settings, assets, checks=(), run_config=None, raise_on_error=Tru
 
 def advance_watermark(settings, latest: datetime) -> None:
     """A page view two hours after `latest` in every partition: every window up to `latest` closes."""
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(client_config(settings, "admin"))
     for p in range(settings.events_partitions):
         flush = {"event_id": f"flush-{p}-{iso(latest)}", "event_type": "page_view",
                  "event_time": iso(latest + timedelta(hours=2)), "user_id": 80000 + p}  # fmt: skip
@@ -185,7 +186,7 @@ def send(settings, events: list[dict]) -> None:
 def produced(namespace):
     """The jobs started from Dagster, then the events: the generator's plus the hand-made purchases."""
     s = namespace.settings
-    ensure_topic(s.kafka_bootstrap, s.events_topic, partitions=s.events_partitions)
+    ensure_topic(client_config(s, "admin"), s.events_topic, partitions=s.events_partitions)
     result = materialize(s, stream_job_assets, stream_job_checks)
     assert_checks_passed(result, stream_job_checks)
     events = generate_events(GeneratorConfig(events=3000, days=1, users=60, seed=11, end=END))
@@ -222,7 +223,7 @@ def test_malformed_and_late_events_are_counted_not_fatal(namespace, produced):
                  b"\xff\xfe{\"event_id\": 1}",
                  b'{"event_id": "n", "event_type": "click", "user_id": 1, "price": NaN}',
                  b'{"event_id": "d", "nested": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"]  # fmt: skip
-    producer = make_producer(s.kafka_bootstrap)
+    producer = make_producer(client_config(s, "admin"))
     for value in [*(json.dumps(e).encode() for e in late), *malformed]:
         producer.produce(s.events_topic, value=value, partition=0)
     producer.flush()

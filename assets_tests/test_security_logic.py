@@ -189,3 +189,58 @@ def test_the_pii_classification_shows_in_the_asset_metadata():
         assert metadata["pii_columns"].data == pii.columns("silver", "customers") != {}, key
     orders = dg.AssetKey(["silver", "orders"])
     assert "pii_columns" not in defs.resolve_assets_def(orders).specs_by_key[orders].metadata
+
+
+# Kafka principals (lakehouse/security/kafka_access.py)
+
+
+def _kafka_settings(**values) -> LakehouseSettings:
+    secrets = {f: "s3cret" for f in secrets_store.SECRET_FIELDS}
+    return LakehouseSettings(**{**secrets, **values})
+
+
+_JAAS_VALUE = re.compile(r'password="((?:[^"\\]|\\.)*)";$')
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda p: "\n" not in p))
+def test_a_jaas_line_carries_any_password_quoted_and_escaped(password):
+    from lakehouse.security.kafka_access import jaas
+
+    line = jaas(_kafka_settings(kafka_flink_password=password), "flink")
+    quoted = _JAAS_VALUE.search(line).group(1)  # one quoted value to the end: no quote escapes it
+    assert re.sub(r"\\(.)", r"\1", quoted) == password
+
+
+def test_kafka_clients_get_their_own_principal_and_plaintext_none(clean_env):
+    from lakehouse.security.kafka_access import CLIENTS, client_config
+
+    s = _kafka_settings()
+    users = {client_config(s, c)["sasl.username"] for c in CLIENTS}
+    assert len(users) == len(CLIENTS)  # one principal each
+    assert client_config(s, "pinot")["security.protocol"] == "SASL_PLAINTEXT"
+    assert client_config(s, "admin", mechanism="PLAIN")["sasl.mechanism"] == "PLAIN"
+    plain = client_config(_kafka_settings(kafka_security_protocol="PLAINTEXT"), "landing")
+    assert plain == {"bootstrap.servers": s.kafka_bootstrap}
+    ssl = client_config(
+        _kafka_settings(kafka_security_protocol="SASL_SSL", kafka_ssl_ca_file="/ca.pem"), "flink"
+    )
+    assert ssl["security.protocol"] == "SASL_SSL" and ssl["ssl.ca.location"] == "/ca.pem"
+    with pytest.raises(ValueError, match="unknown Kafka client"):
+        client_config(s, "nobody")
+
+
+def test_kafka_grants_stay_inside_each_client_s_namespace(clean_env):
+    from lakehouse.security.kafka_access import CLIENTS, grants
+
+    s = _kafka_settings()
+    owned = (s.events_topic, f"{s.cdc_topic_prefix}.", s.realtime_topic(""), s.trino_audit_topic, "_connect-",
+             "__debezium-heartbeat")  # fmt: skip
+    for client, kind, pattern, name, ops in grants(s):
+        assert client in CLIENTS and client != "admin"  # the super user needs none
+        assert pattern in ("LITERAL", "PREFIXED") and name and name != "*", (client, name)  # no wildcard
+        if kind == "TOPIC":
+            assert name.startswith(owned), (client, name)
+        if "ALL" in ops:
+            assert client == "connect" and (name.startswith("_connect-") or name == "lakehouse-connect")
+    writers = {c for c, kind, _, _, ops in grants(s) if kind == "TOPIC" and "WRITE" in ops}
+    assert "landing" not in writers and "pinot" not in writers  # the readers write nothing

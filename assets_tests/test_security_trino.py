@@ -205,8 +205,7 @@ def test_every_query_is_audited_in_the_lake_with_who_read_pii(tables):
     conn.close()
     platform = as_(s, "platform")
     lake = LakeResource.from_settings(s)
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic,
-                          cdc_topic_prefix=s.cdc_topic_prefix, cdc_schema=s.cdc_schema, cdc_tables=s.cdc_tables)  # fmt: skip
+    kafka = KafkaResource.from_settings(s)  # the landings' own principal: its ACLs include the audit topic
     view = f"{s.trino_catalog}.{s.schema('raw')}.{READS_VIEW}"
     deadline, reads = time.monotonic() + 90, []
     while time.monotonic() < deadline and not reads:

@@ -121,6 +121,6 @@ def test_an_unreachable_broker_is_named_with_the_fix():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(KafkaUnavailable) as err:
-        topic_partitions(f"127.0.0.1:{port}", "events", timeout=3)
+        topic_partitions({"bootstrap.servers": f"127.0.0.1:{port}"}, "events", timeout=3)
     assert f"127.0.0.1:{port} did not answer" in err.value.problem
     assert "lakehouse stack up" in err.value.fix

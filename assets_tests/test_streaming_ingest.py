@@ -39,7 +39,7 @@ def ingest(settings) -> dg.ExecuteInProcessResult:
 def test_sensor_requests_a_run_only_for_new_records(namespace):
     s = namespace.settings
     topic = f"{s.events_topic}.sensor"  # its own topic: the next test counts every event of the main one
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=topic)
+    kafka = KafkaResource.from_settings(s, "admin", events_topic=topic)
     produce(
         s,
         topic,
@@ -104,7 +104,7 @@ def test_dead_letters_schema_evolution_and_accounting(namespace):
 def test_a_missing_topic_is_a_clear_error(namespace):
     from lakehouse.resources.kafka import KafkaUnavailable
 
-    kafka = KafkaResource(bootstrap_servers=namespace.settings.kafka_bootstrap, events_topic="no.such.topic")
+    kafka = KafkaResource.from_settings(namespace.settings, "admin", events_topic="no.such.topic")
     with pytest.raises(KafkaUnavailable) as err:
         kafka.partitions("no.such.topic")
     assert "'no.such.topic' does not exist" in err.value.problem

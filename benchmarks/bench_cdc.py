@@ -26,6 +26,7 @@ from deltalake import DeltaTable, write_deltalake
 from lakehouse.cdc.pipeline import run_once
 from lakehouse.cdc.workload import connect, run_workload
 from lakehouse.resources import LakeResource
+from lakehouse.security.kafka_access import client_config
 from lakehouse.settings import get_settings
 
 PROBE_BASE = 10_000_000
@@ -169,7 +170,7 @@ def snapshot_throughput(s, rows: int) -> tuple[float, float]:
             conn.commit()
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        admin = AdminClient(client_config(s, "admin"))
         for future in admin.delete_topics([s.cdc_topic(table)]).values():
             future.exception()  # gone, or never created
         remove_prefix(s, added.schema_prefix)

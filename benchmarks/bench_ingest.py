@@ -18,11 +18,13 @@ from confluent_kafka import Consumer, TopicPartition
 from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
 from lakehouse.ingest.landing import land_topic, raw_target
 from lakehouse.resources import KafkaResource, LakeResource
+from lakehouse.security.kafka_access import client_config
 from lakehouse.settings import get_settings
 
 
-def baseline(bootstrap: str, topic: str, partitions: list[int], expected: int) -> float:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}",
+def baseline(conf: dict, topic: str, partitions: list[int], expected: int) -> float:
+    """A plain consume loop over the topic, as the landing's principal (its group: a probe)."""
+    consumer = Consumer({**conf, "group.id": f"lakehouse-probe-bench-{time.time_ns()}",
                          "enable.auto.commit": False, "fetch.max.bytes": 52428800,
                          "queued.max.messages.kbytes": 262144})  # fmt: skip
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -62,9 +64,9 @@ def benchmark(args, s, topic: str) -> None:
     print(f"producing {len(messages)} messages (avg {avg:.0f} bytes) to {topic} ...", flush=True)
     produce(s, topic, messages, progress=False)
 
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=topic)
+    kafka = KafkaResource.from_settings(s, "admin", events_topic=topic)
     partitions = kafka.partitions(topic)
-    base = baseline(s.kafka_bootstrap, topic, partitions, len(messages))
+    base = baseline(client_config(s, "landing"), topic, partitions, len(messages))
     print(f"baseline (plain consume loop): {base:,.0f} msgs/s", flush=True)
 
     lake = LakeResource.from_settings(s)

@@ -347,6 +347,7 @@ def main() -> int:
     from lakehouse.realtime import flink
     from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient, merchant_sales_sql, top_ctr_sql
     from lakehouse.resources.kafka import ensure_topic, make_producer
+    from lakehouse.security.kafka_access import client_config
     from lakehouse.settings import get_settings
     from lakehouse.stack import manager
 
@@ -362,13 +363,13 @@ def main() -> int:
             f"1. data: {args.events:,} events through the Flink CTR job; an OLTP workload for the orders",
             flush=True,
         )
-        ensure_topic(s.kafka_bootstrap, s.events_topic, partitions=s.events_partitions)
+        ensure_topic(client_config(s, "producer"), s.events_topic, partitions=s.events_partitions)
         flink.start(s, flink.by_name("product_ctr"))
         now = datetime.now(UTC)
         events = generate_events(GeneratorConfig(events=args.events, days=1, end=now))
         events.sort(key=lambda e: e["event_time"])
         produce(s, s.events_topic, encode(events), progress=False)
-        ensure_topic(s.kafka_bootstrap, s.realtime_topic("purchase_alerts"), partitions=1)
+        ensure_topic(client_config(s, "admin"), s.realtime_topic("purchase_alerts"), partitions=1)
         for table in PINOT_TABLES:
             client.apply(table, s)
         run_workload(s, operations=300, progress=False)
@@ -433,7 +434,7 @@ def main() -> int:
         )
         flink.start(s, flink.by_name("suspicious_purchases"))
         products = catalogue(random.Random(5), GeneratorConfig())
-        producer = make_producer(s.kafka_bootstrap)
+        producer = make_producer(client_config(s, "producer"))
         traffic = LiveTraffic(producer, s.events_topic, args.stream_rate, products, SCHEMA_VERSION)
         fresh, missing, poll_errors = clickstream_freshness(
             traffic, broker, alerts_table, tag, args, priming=max(0, s.suspicious_burst_count - 1)

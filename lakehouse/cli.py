@@ -83,7 +83,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from lakehouse.resources import KafkaResource, LakeResource
 
     s = get_settings()
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    kafka = KafkaResource.from_settings(s)
     lake = LakeResource.from_settings(s)
     raw_uri = lake.table_uri("raw", "clickstream_events")
     result = land_topic(kafka, raw_target(raw_uri, lake.storage_options, s.events_topic, RAW_APP_ID),
@@ -121,7 +121,7 @@ def _acknowledge_gap(args: argparse.Namespace) -> int:
                          fix="pass --topic with one of those, as the landing's error names it")  # fmt: skip
     table, app = tables[topic]
     lake = LakeResource.from_settings(s)
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    kafka = KafkaResource.from_settings(s)
     gaps = acknowledge_gaps(kafka, raw_target(lake.table_uri("raw", table), lake.storage_options, topic, app))
     print(f"ingest: acknowledged {sum(g['records'] for g in gaps)} lost records in {len(gaps)} partition(s) "
           f"of {topic} (raw/{table})")  # fmt: skip
@@ -399,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lifecycle_cli.add_parser(sub)
     security_cli.add_parser(sub)
+    security_cli.add_privacy_parser(sub)
 
     demo = sub.add_parser("demo", help="stack up, generate events, materialize every asset, summarise")
     demo.add_argument("--events", type=int, default=5000)

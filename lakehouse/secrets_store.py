@@ -32,6 +32,13 @@ SECRET_FIELDS = (
     "trino_shared_secret",
     "pinot_admin_password",
     "pinot_reader_password",
+    "kafka_admin_password",
+    "kafka_landing_password",
+    "kafka_producer_password",
+    "kafka_connect_password",
+    "kafka_flink_password",
+    "kafka_pinot_password",
+    "kafka_trino_password",
 )
 ENV_PREFIX = "LAKEHOUSE_"
 REPO_HOME = Path(__file__).resolve().parent.parent / ".lakehouse"

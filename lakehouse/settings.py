@@ -162,6 +162,35 @@ class LakehouseSettings(BaseSettings):
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: Port = 9093
+    kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"] = Field(
+        "SASL_PLAINTEXT",
+        description="how clients reach Kafka: the local broker takes SASL_PLAINTEXT on loopback; SASL_SSL for a "
+        "managed cluster; PLAINTEXT only for an unsecured cluster of your own",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism of the client principals (PLAIN for API-key clusters)"
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None,
+        description="CA certificate (PEM) the brokers' TLS is verified with (SASL_SSL); default: the system's",
+    )
+    # One principal per client, each with its own ACLs (lakehouse/security/kafka_access.py)
+    kafka_admin_user: str = Field("admin", description="Kafka super user: the broker itself and `stack up`")
+    kafka_admin_password: str = Field(description="password of kafka_admin_user (generated)")
+    kafka_landing_user: str = Field(
+        "landing", description="Kafka principal of the landings: reads its topics"
+    )
+    kafka_landing_password: str = Field(description="password of kafka_landing_user (generated)")
+    kafka_producer_user: str = Field("clickstream", description="Kafka principal writing the events topic")
+    kafka_producer_password: str = Field(description="password of kafka_producer_user (generated)")
+    kafka_connect_user: str = Field("debezium", description="Kafka principal of Kafka Connect and Debezium")
+    kafka_connect_password: str = Field(description="password of kafka_connect_user (generated)")
+    kafka_flink_user: str = Field("flink", description="Kafka principal of the Flink jobs")
+    kafka_flink_password: str = Field(description="password of kafka_flink_user (generated)")
+    kafka_pinot_user: str = Field("pinot", description="Kafka principal of Pinot's real-time tables")
+    kafka_pinot_password: str = Field(description="password of kafka_pinot_user (generated)")
+    kafka_trino_user: str = Field("trino", description="Kafka principal of Trino's audit event listener")
+    kafka_trino_password: str = Field(description="password of kafka_trino_user (generated)")
     events_topic: str = "clickstream.events"
     events_partitions: int = Field(4, ge=1, description="partitions of the events topic when it is created")
     sensor_interval_seconds: int = Field(
@@ -382,6 +411,10 @@ class LakehouseSettings(BaseSettings):
 
     def pinot_table(self, name: str) -> str:
         return f"{self.schema_prefix}{name}"
+
+    def kafka_principal(self, client: str) -> tuple[str, str]:
+        """(user, password) of a Kafka client: admin, landing, producer, connect, flink, pinot or trino."""
+        return getattr(self, f"kafka_{client}_user"), getattr(self, f"kafka_{client}_password")
 
     @property
     def tls_dir(self) -> Path:

@@ -28,14 +28,14 @@ class CaptureReport:
         return not self.problems
 
 
-def unconfigured_tables(bootstrap: str, topic_prefix: str, schema: str, configured: list[str],
+def unconfigured_tables(conf: dict, topic_prefix: str, schema: str, configured: list[str],
                         other_schemas: tuple[str, ...] = ()) -> list[str]:  # fmt: skip
     """Tables (by their names in the lake) whose change topics exist under the CDC prefix, for the captured
     schemas, but are not in the configured list."""
     from lakehouse.cdc.connector import INTERNAL_TABLES
 
     extra = []
-    for topic in topic_names(bootstrap):
+    for topic in topic_names(conf):
         owner, _, table = topic.removeprefix(f"{topic_prefix}.").partition(".")
         if not topic.startswith(f"{topic_prefix}.") or not table or owner not in (schema, *other_schemas):
             continue
@@ -97,13 +97,17 @@ def _slot_problems(s: LakehouseSettings, report: CaptureReport) -> None:
 
 
 def capture_report(s: LakehouseSettings, topic_prefix: str | None = None) -> CaptureReport:
+    from lakehouse.security.kafka_access import client_config
+
     report = CaptureReport()
     _connector_problems(s, report)
     _slot_problems(s, report)
     prefix = topic_prefix or s.cdc_topic_prefix
     try:
         others = tuple(sorted({a for a, _ in s.cdc_sources.values()} - {s.cdc_schema}))
-        extra = unconfigured_tables(s.kafka_bootstrap, prefix, s.cdc_schema, s.cdc_table_list, others)
+        extra = unconfigured_tables(
+            client_config(s, "landing"), prefix, s.cdc_schema, s.cdc_table_list, others
+        )
     except Exception as exc:  # noqa: BLE001
         report.problems.append(
             f"Kafka at {s.kafka_bootstrap} does not answer ({getattr(exc, 'problem', exc)}); "

@@ -45,8 +45,7 @@ def apply_table(kafka: KafkaResource, lake: LakeResource, table: str, log=print,
 
 def run_once(s: LakehouseSettings, log=print) -> int:
     """Land and apply every captured table once; the number of change records landed."""
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=s.cdc_topic_prefix,
-                          cdc_schema=s.cdc_schema, cdc_tables=s.cdc_tables)  # fmt: skip
+    kafka = KafkaResource.from_settings(s)
     lake = LakeResource.from_settings(s)
     postgres = PostgresResource.from_settings(s)
     landed = 0
@@ -81,8 +80,7 @@ def wait_for_capture(s: LakehouseSettings, quiet: float = 3.0, timeout: float = 
     from lakehouse.cdc.capture import capture_report
     from lakehouse.cdc.workload import connect
 
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, cdc_topic_prefix=s.cdc_topic_prefix,
-                          cdc_schema=s.cdc_schema, cdc_tables=s.cdc_tables)  # fmt: skip
+    kafka = KafkaResource.from_settings(s)
     with connect(s) as conn:
         target = _lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
     deadline, last, since, confirmed = time.monotonic() + timeout, None, time.monotonic(), 0

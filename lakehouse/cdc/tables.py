@@ -152,7 +152,7 @@ SNAPSHOT_START_SECONDS = 60  # a snapshot's first records arrive within seconds 
 def _end_offsets(s: LakehouseSettings, topics: list[str]) -> dict[str, dict[int, int]]:
     from lakehouse.resources.kafka import KafkaResource
 
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    kafka = KafkaResource.from_settings(s)
     return {t: kafka.end_offsets(t) if kafka.topic_exists(t) else {} for t in topics}
 
 
@@ -164,7 +164,7 @@ def _snapshot_reads_seen(s: LakehouseSettings, topics: list[str], start: dict[st
 
     from lakehouse.resources.kafka import KafkaResource
 
-    kafka = KafkaResource(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic)
+    kafka = KafkaResource.from_settings(s)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for topic in topics:
@@ -174,7 +174,7 @@ def _snapshot_reads_seen(s: LakehouseSettings, topics: list[str], start: dict[st
             begin = {p: start.get(topic, {}).get(p, 0) for p in end}
             if all(end[p] <= begin[p] for p in end):
                 continue
-            consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"lakehouse-probe-{uuid.uuid4()}",
+            consumer = Consumer({**kafka.client_config(), "group.id": f"lakehouse-probe-{uuid.uuid4()}",
                                  "enable.auto.commit": False})  # fmt: skip
             try:
                 consumer.assign([TopicPartition(topic, p, o) for p, o in begin.items() if end[p] > o])
@@ -196,8 +196,9 @@ def captured_before(s: LakehouseSettings, names: list[str]) -> list[str]:
     """The tables whose change topic exists: captured before (a topic outlives the table's removal from the
     list), whatever lake schema prefix this process writes to."""
     from lakehouse.resources.kafka import topic_names
+    from lakehouse.security.kafka_access import client_config
 
-    topics = topic_names(s.kafka_bootstrap)
+    topics = topic_names(client_config(s, "landing"))
     return [n for n in names if s.cdc_topic(n) in topics]
 
 

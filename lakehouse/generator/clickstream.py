@@ -198,9 +198,11 @@ def produce(
 
     `rate` limits the messages per second (0: as fast as the broker takes them)."""
     from lakehouse.resources.kafka import ensure_topic, make_producer
+    from lakehouse.security.kafka_access import client_config
 
-    ensure_topic(settings.kafka_bootstrap, topic, settings.events_partitions)
-    producer = make_producer(settings.kafka_bootstrap)
+    conf = client_config(settings, "producer")
+    ensure_topic(conf, topic, settings.events_partitions)
+    producer = make_producer(conf)
     failures: list[str] = []
 
     def on_delivery(err, _msg):

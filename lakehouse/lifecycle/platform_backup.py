@@ -39,8 +39,9 @@ def kafka_snapshot(s: LakehouseSettings) -> dict:
     from deltalake.exceptions import TableNotFoundError
 
     from lakehouse.maintenance import maintained_tables
+    from lakehouse.security.kafka_access import client_config
 
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    admin = AdminClient(client_config(s, "admin"))
     metadata = admin.list_topics(timeout=10)
     topics = {}
     names = sorted(n for n in metadata.topics if n in platform_topics(s))
@@ -99,7 +100,9 @@ def restore_topics(s: LakehouseSettings, snapshot: dict, prefix: str) -> dict[st
     Kafka then reports for them (to compare with the snapshot). The drill uses a scratch prefix."""
     from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    from lakehouse.security.kafka_access import client_config
+
+    admin = AdminClient(client_config(s, "admin"))
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(prefix + name, num_partitions=t["partitions"], replication_factor=t["replication"],
                     config=t["configs"]) for name, t in snapshot["topics"].items() if prefix + name not in existing]  # fmt: skip
@@ -125,7 +128,9 @@ def delete_topics(s: LakehouseSettings, names: list[str]) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})  # kept alive until the futures resolve
+    from lakehouse.security.kafka_access import client_config
+
+    admin = AdminClient(client_config(s, "admin"))  # kept alive until the futures resolve
     for _topic, future in admin.delete_topics(names, operation_timeout=30).items() if names else []:
         try:
             future.result(30)

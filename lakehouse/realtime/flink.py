@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.resources.kafka import ensure_topic
+from lakehouse.security.kafka_access import client_config
 from lakehouse.settings import REPO_ROOT, LakehouseSettings
 from lakehouse.stack import fetch, process
 from lakehouse.stack.errors import StackError
@@ -77,8 +78,11 @@ def _record_name(s: LakehouseSettings, job: FlinkJob) -> str:
     return f"{namespace(s)}.{job.name}"
 
 
+FLINK_GROUP_PREFIX = "lakehouse-flink-"  # the jobs' consumer groups and transactional ids (Kafka ACLs)
+
+
 def group_id(s: LakehouseSettings, job: FlinkJob) -> str:
-    return f"lakehouse-flink-{namespace(s)}-{job.name}"
+    return f"{FLINK_GROUP_PREFIX}{namespace(s)}-{job.name}"
 
 
 def _python() -> Path:
@@ -91,11 +95,24 @@ def _python() -> Path:
     return python
 
 
+def kafka_settings(s: LakehouseSettings) -> dict[str, str]:
+    """The jobs' Kafka login as the flink principal: a 0600 file the (relocated) Kafka client reads through
+    its file provider; the command line names the file only."""
+    from lakehouse.security.kafka_access import FLINK_SHADE, java_client_file, java_client_reference
+
+    folder = s.home / "flink"
+    folder.mkdir(parents=True, exist_ok=True)
+    return java_client_reference(
+        s, java_client_file(s, "flink", folder, shade=FLINK_SHADE), shade=FLINK_SHADE
+    )
+
+
 def command(s: LakehouseSettings, job: FlinkJob) -> list[str]:
     jar = fetch.jar_set("flink", s.cache_dir) / CONNECTOR_JAR
     return [
         str(_python()), "-m", f"jobs.{job.name}",
         "--bootstrap", s.kafka_bootstrap,
+        *(f"--kafka-property={k}={v}" for k, v in kafka_settings(s).items()),
         "--source-topic", s.events_topic,
         "--output-topic", s.realtime_topic(job.output),
         "--rejects-topic", s.realtime_topic(REJECTS_OUTPUT),
@@ -163,7 +180,7 @@ def start(s: LakehouseSettings, job: FlinkJob, log=print, timeout: float = 300.0
     record = process_record(s, job)
     if record is None:
         for name in (job.output, REJECTS_OUTPUT):
-            ensure_topic(s.kafka_bootstrap, s.realtime_topic(name), partitions=1)
+            ensure_topic(client_config(s, "admin"), s.realtime_topic(name), partitions=1)
         folder = state_dir(s, job)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "status.json").unlink(missing_ok=True)

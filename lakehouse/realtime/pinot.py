@@ -74,8 +74,13 @@ PINOT_TABLES = [
 
 
 def stream_configs(s: LakehouseSettings, topic: str) -> dict[str, str]:
-    """How a REALTIME table consumes Kafka (the Kafka 2.x plugin, JSON messages, committed only)."""
+    """How a REALTIME table consumes Kafka (the Kafka 2.x plugin, JSON messages, committed only), as the
+    pinot principal (every key without a `stream.` prefix goes to the Kafka consumer as it is): security
+    protocol and mechanism only, the login is the Pinot JVM's JAAS file (kafka_access.jaas_login)."""
+    from lakehouse.security.kafka_access import java_client_settings
+
     return {
+        **java_client_settings(s),
         "streamType": "kafka",
         "stream.kafka.topic.name": topic,
         "stream.kafka.broker.list": s.pinot_kafka_bootstrap or s.kafka_bootstrap,

@@ -14,13 +14,7 @@ def build_resources(s: LakehouseSettings, env_secrets: bool = False) -> dict:
     """Every resource from the settings; `env_secrets` for the Definitions: secrets as `dg.EnvVar`, which the
     Dagster UI shows by name only."""
     return {
-        "kafka": KafkaResource(
-            bootstrap_servers=s.kafka_bootstrap,
-            events_topic=s.events_topic,
-            cdc_topic_prefix=s.cdc_topic_prefix,
-            cdc_schema=s.cdc_schema,
-            cdc_tables=s.cdc_tables,
-        ),
+        "kafka": KafkaResource.from_settings(s, env_secrets=env_secrets),
         "lake": LakeResource.from_settings(s, env_secrets=env_secrets),
         "postgres": PostgresResource.from_settings(s, env_secrets=env_secrets),
         "trino": TrinoResource.from_settings(s, env_secrets=env_secrets),

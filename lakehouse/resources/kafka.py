@@ -10,6 +10,7 @@ import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from lakehouse.resources.secret import as_env_var, reveal
 from lakehouse.stack.errors import StackError
 
 
@@ -17,42 +18,63 @@ class KafkaUnavailable(StackError):
     """The broker or the topic is not there: says which, and how to fix it."""
 
 
-def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+Conf = dict[str, str]  # librdkafka settings: the brokers and a principal's credentials (client_config)
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout: float = 10.0) -> list[int]:
+def _admin(conf: Conf) -> AdminClient:
+    return AdminClient(dict(conf))
+
+
+def _unreachable(conf: Conf, exc: Exception) -> KafkaUnavailable:
+    where = conf["bootstrap.servers"]
+    if "SASL" in str(exc) or "uthentication" in str(exc):
+        return KafkaUnavailable(
+            f"Kafka at {where} refused principal {conf.get('sasl.username')!r} ({exc})",
+            fix="check LAKEHOUSE_KAFKA_*_USER/_PASSWORD (or .lakehouse/secrets.env), LAKEHOUSE_KAFKA_SASL_MECHANISM "
+            "and LAKEHOUSE_KAFKA_SECURITY_PROTOCOL; `lakehouse stack up kafka` re-creates the local principals",
+        )
+    return KafkaUnavailable(
+        f"Kafka at {where} did not answer ({exc})",
+        fix="start it with `lakehouse stack up`, or point LAKEHOUSE_KAFKA_BOOTSTRAP at your cluster",
+    )
+
+
+def topic_partitions(conf: Conf, topic: str, timeout: float = 10.0) -> list[int]:
     """Partition ids of a topic; a clear error when the broker or the topic is missing."""
     try:
-        md = _admin(bootstrap).list_topics(topic=topic, timeout=timeout)
+        md = _admin(conf).list_topics(topic=topic, timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer ({exc})",
-            fix="start it with `lakehouse stack up`, or point LAKEHOUSE_KAFKA_BOOTSTRAP at your cluster",
-        ) from exc
+        raise _unreachable(conf, exc) from exc
     meta = md.topics.get(topic)
+    if (
+        meta is not None
+        and meta.error is not None
+        and meta.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    ):
+        raise KafkaUnavailable(
+            f"Kafka principal {conf.get('sasl.username')!r} may not read topic {topic!r}",
+            fix="grant it (lakehouse/security/kafka_access.py lists each principal's ACLs) and run `lakehouse stack up`",
+        )
     if meta is None or meta.error is not None:
         raise KafkaUnavailable(
-            f"topic {topic!r} does not exist on {bootstrap}",
+            f"topic {topic!r} does not exist on {conf['bootstrap.servers']}",
             fix="produce events first (`lakehouse generate events`) or set LAKEHOUSE_EVENTS_TOPIC",
         )
     return sorted(meta.partitions)
 
 
-def topic_names(bootstrap: str) -> set[str]:
-    """Every topic on the cluster; a clear error when the broker does not answer."""
+def topic_names(conf: Conf) -> set[str]:
+    """Every topic the principal may see; a clear error when the broker does not answer."""
     try:
-        return set(_admin(bootstrap).list_topics(timeout=10).topics)
+        return set(_admin(conf).list_topics(timeout=10).topics)
     except KafkaException as exc:
-        raise KafkaUnavailable(
-            f"Kafka at {bootstrap} did not answer ({exc})", fix="start it with `lakehouse stack up`"
-        ) from exc
+        raise _unreachable(conf, exc) from exc
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    if topic in topic_names(bootstrap):
+def ensure_topic(conf: Conf, topic: str, partitions: int) -> None:
+    if topic in topic_names(conf):
         return
-    admin = _admin(bootstrap)
+    admin = _admin(conf)
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     try:
         futures[topic].result(30)
@@ -65,9 +87,9 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
         time.sleep(0.2)
 
 
-def make_producer(bootstrap: str) -> Producer:
+def make_producer(conf: Conf) -> Producer:
     return Producer({
-        "bootstrap.servers": bootstrap,
+        **conf,
         "linger.ms": 20,
         "batch.num.messages": 10000,
         "compression.type": "lz4",
@@ -141,13 +163,41 @@ class PartitionReader:
 
 
 class KafkaResource(dg.ConfigurableResource):
-    """The Kafka cluster (bootstrap servers) and the topics the platform reads."""
+    """The Kafka cluster (bootstrap servers), the landings' principal and the topics the platform reads."""
 
     bootstrap_servers: str
     events_topic: str = "clickstream.events"
     cdc_topic_prefix: str = "cdc"
     cdc_schema: str = "marketplace"
     cdc_tables: str = ""  # LAKEHOUSE_CDC_TABLES: which schema each captured table is in
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = ""  # a dg.EnvVar in the Definitions
+    ssl_ca_file: str = ""
+
+    @classmethod
+    def from_settings(
+        cls, s, client: str = "landing", env_secrets: bool = False, **overrides
+    ) -> KafkaResource:
+        """The resource of one Kafka principal (kafka_access.CLIENTS); `overrides`: other fields (topics)."""
+        user, password = s.kafka_principal(client)
+        if env_secrets:
+            password = as_env_var(s, f"kafka_{client}_password")
+        fields = dict(bootstrap_servers=s.kafka_bootstrap, events_topic=s.events_topic,
+                      cdc_topic_prefix=s.cdc_topic_prefix, cdc_schema=s.cdc_schema, cdc_tables=s.cdc_tables,
+                      security_protocol=s.kafka_security_protocol, sasl_mechanism=s.kafka_sasl_mechanism,
+                      sasl_username=user, sasl_password=password, ssl_ca_file=str(s.kafka_ssl_ca_file or ""))  # fmt: skip
+        return cls(**{**fields, **overrides})
+
+    def client_config(self) -> Conf:
+        conf = {"bootstrap.servers": self.bootstrap_servers}
+        if self.security_protocol != "PLAINTEXT":
+            conf |= {"security.protocol": self.security_protocol, "sasl.mechanism": self.sasl_mechanism,
+                     "sasl.username": self.sasl_username, "sasl.password": reveal(self.sasl_password)}  # fmt: skip
+            if self.ssl_ca_file:
+                conf["ssl.ca.location"] = self.ssl_ca_file
+        return conf
 
     def cdc_topic(self, name: str) -> str:
         """Debezium's topic for a captured table, by its name in the lake."""
@@ -166,7 +216,7 @@ class KafkaResource(dg.ConfigurableResource):
         return True
 
     def partitions(self, topic: str) -> list[int]:
-        return topic_partitions(self.bootstrap_servers, topic)
+        return topic_partitions(self.client_config(), topic)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to be written, per partition (the high watermark)."""
@@ -175,7 +225,7 @@ class KafkaResource(dg.ConfigurableResource):
     def topic_id(self, topic: str) -> str | None:
         """Kafka's id of this incarnation of the topic (a topic deleted and recreated gets a new one)."""
         try:
-            admin = _admin(self.bootstrap_servers)  # held until the answer: a dropped client cancels it
+            admin = _admin(self.client_config())  # held until the answer: a dropped client cancels it
             return str(admin.describe_topics(TopicCollection([topic]))[topic].result(10).topic_id)
         except Exception:  # noqa: BLE001 - an older broker without topic ids: the offset checks still apply
             return None
@@ -191,7 +241,7 @@ class KafkaResource(dg.ConfigurableResource):
 
     def _consumer(self) -> Consumer:
         return Consumer({
-            "bootstrap.servers": self.bootstrap_servers,
+            **self.client_config(),
             "group.id": "lakehouse-ingest",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

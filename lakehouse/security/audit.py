@@ -10,6 +10,8 @@ per column a query read, with `pii` true for the columns the dbt sources classif
 Only the `platform` principal reads the raw layer, the audit log included.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
 from lakehouse.ingest.landing import land_topic, raw_target
@@ -25,9 +27,11 @@ READS_VIEW = "trino_audit_reads"
 AUDIT_APP_ID = "lakehouse-trino-audit"
 
 
-def event_listener_properties(s: LakehouseSettings) -> dict[str, str]:
-    """Trino's Kafka event listener: completed queries only (a created event has no inputs yet)."""
+def event_listener_properties(s: LakehouseSettings, client_file: Path) -> dict[str, str]:
+    """Trino's Kafka event listener: completed queries only (a created event has no inputs yet), as the
+    trino principal (its 0600 client settings file, kafka_access.java_client_file)."""
     return {
+        "kafka-event-listener.config.resources": str(client_file),
         "event-listener.name": "kafka",
         "kafka-event-listener.broker-endpoints": s.kafka_bootstrap,
         "kafka-event-listener.client-id": "lakehouse-trino",
@@ -48,10 +52,11 @@ def _pii_predicate(s: LakehouseSettings) -> str:
 
 
 def reads_view_sql(s: LakehouseSettings, qualified_table: str, qualified_view: str) -> str:
-    """One row per column each audited query read (queries that read no table have none)."""
-    event = "json_parse(from_utf8(value))"
+    """One row per column each audited query read (queries that read no table have none); a record of the
+    topic that is not an event of Trino's (not JSON, another shape) has none either, and breaks nothing."""
+    event = "try(json_parse(from_utf8(value)))"
     return f"""CREATE OR REPLACE VIEW {qualified_view} SECURITY INVOKER AS
-WITH events AS (SELECT "partition", "offset", {event} AS e FROM {qualified_table}),
+WITH events AS (SELECT * FROM (SELECT "partition", "offset", {event} AS e FROM {qualified_table}) WHERE e IS NOT NULL),
 inputs AS (
   SELECT json_extract_scalar(e, '$.eventPayload.metadata.queryId') AS query_id,
          json_extract_scalar(e, '$.eventPayload.context.user') AS "user",
@@ -62,9 +67,9 @@ inputs AS (
          json_extract_scalar(i, '$.catalogName') AS catalog_name,
          json_extract_scalar(i, '$.schema') AS schema_name,
          json_extract_scalar(i, '$.table') AS table_name,
-         CAST(COALESCE(json_extract(i, '$.columns'), json '[]') AS array(json)) AS columns
+         try(CAST(COALESCE(json_extract(i, '$.columns'), json '[]') AS array(json))) AS columns
   FROM events CROSS JOIN UNNEST(
-    CAST(COALESCE(json_extract(e, '$.eventPayload.ioMetadata.inputs'), json '[]') AS array(json))) AS t(i)
+    try(CAST(COALESCE(json_extract(e, '$.eventPayload.ioMetadata.inputs'), json '[]') AS array(json)))) AS t(i)
 ),
 reads AS (
   SELECT query_id, "user", principal, query_start, state, query, catalog_name, schema_name, table_name,

@@ -59,3 +59,27 @@ def add_parser(sub) -> None:
     init.set_defaults(func=_init)
     who = sec_sub.add_parser("principals", help="the Trino principals, what each may read, the PII columns")
     who.set_defaults(func=_principals)
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from lakehouse.security.privacy import forget
+
+    report = forget(get_settings(), args.customer_id)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def add_privacy_parser(sub) -> None:
+    priv = sub.add_parser("privacy", help="data subjects' requests (forget a customer)")
+    priv_sub = priv.add_subparsers(dest="what", required=True)
+    forget = priv_sub.add_parser(
+        "forget",
+        help="anonymize a customer's personal data in every layer and vacuum the old files",
+        description="Anonymizes the PII columns (dbt sources' meta.pii) of the customer in the source "
+        "PostgreSQL, lands and applies that change, rewrites the customer's records in the raw change log and "
+        "the CDC dead letters, anonymizes silver, and vacuums the files that held the clear values (time travel "
+        "before this point is gone for those tables). Prints what changed and where the values remain until "
+        "they expire (Kafka's retention, older backups, Delta log statistics).",
+    )
+    forget.add_argument("customer_id", type=int, help="the customer's id (customers.customer_id)")
+    forget.set_defaults(func=_forget)

@@ -630,15 +630,21 @@ class Kafka(Service):
         data = self.data_dir(s)
         data.mkdir(parents=True, exist_ok=True)
         server = conf_dir / "server.properties"
-        _write(server, _properties({
+        from lakehouse.secrets_store import write_private
+        from lakehouse.security.kafka_access import broker_settings
+
+        if s.kafka_security_protocol != "SASL_PLAINTEXT":
+            raise StackError(f"the local Kafka broker serves SASL_PLAINTEXT on loopback, but "
+                             f"LAKEHOUSE_KAFKA_SECURITY_PROTOCOL is {s.kafka_security_protocol}",
+                             fix="unset it for the local stack; SASL_SSL and PLAINTEXT are for a cluster of your "
+                             "own (LAKEHOUSE_KAFKA_BOOTSTRAP), which `stack up` does not start")  # fmt: skip
+        # SASL on both listeners and an authorizer that refuses whoever has no ACL (kafka_access.py);
+        # the super user's password is in this file: private
+        write_private(server, java_properties({
             "process.roles": "broker,controller",
             "node.id": 1,
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{s.kafka_controller_port}",
-            "listeners": f"PLAINTEXT://{s.kafka_bootstrap},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{s.kafka_bootstrap}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **broker_settings(s),
             "log.dirs": data,
             "num.partitions": s.events_partitions,
             "auto.create.topics.enable": "false",
@@ -649,7 +655,7 @@ class Kafka(Service):
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,
             "log.retention.hours": 168,
-        }))  # fmt: skip
+        }), mode=0o600)  # fmt: skip
         log4j = conf_dir / "log4j2.properties"
         _write(log4j, (
             "status = warn\n"
@@ -684,11 +690,19 @@ class Kafka(Service):
             return f"broker port {s.kafka_port} not open yet"
         from confluent_kafka.admin import AdminClient
 
+        from lakehouse.security.kafka_access import client_config
+
         try:
-            md = AdminClient({"bootstrap.servers": s.kafka_bootstrap}).list_topics(timeout=5)
+            md = AdminClient(client_config(s, "admin", mechanism="PLAIN")).list_topics(timeout=5)
         except Exception as exc:  # noqa: BLE001
             return f"broker not answering metadata requests: {exc}"
         return None if md.brokers else "no broker registered yet"
+
+    def after_start(self, s, log):
+        from lakehouse.security import kafka_access
+
+        if kafka_access.secured(s):  # a PLAINTEXT broker of docker compose has no authorizer to fill
+            kafka_access.install(s, log)
 
 
 class Connect(Service):
@@ -710,8 +724,20 @@ class Connect(Service):
         libs = fetch.jar_set("connect", s.cache_dir, log=log)
         conf_dir = s.home / "connect"
         worker = conf_dir / "worker.properties"
+        from lakehouse.security.kafka_access import java_client_file, java_client_reference
+
+        # The worker's own clients, the connectors' producers and the topic-creating admin log in as the
+        # connect principal; the JAAS line comes from a 0600 file through the worker's file provider.
+        client = java_client_reference(s, java_client_file(s, "connect", conf_dir), provider="file")
+        client.pop("config.providers"), client.pop("config.providers.file.class")
+        security = {
+            f"{prefix}{k}": v
+            for prefix in ("", "producer.", "consumer.", "admin.")
+            for k, v in client.items()
+        }
         _write(worker, _properties({
             "bootstrap.servers": s.kafka_bootstrap,
+            **security,
             "group.id": "lakehouse-connect",
             "key.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
@@ -795,10 +821,16 @@ class Trino(Service):
             "node.internal-address": "127.0.0.1",
             "node.bind-ip": "127.0.0.1",
         }))  # fmt: skip
+        from lakehouse.security.kafka_access import client_config, jaas_login, java_client_settings
+
+        # the audit producer's Kafka login: a JAAS file (Trino logs its Kafka client settings)
+        kafka_jaas = jaas_login(s, "trino", etc)
+        _write(etc / "kafka-client.properties", java_properties(java_client_settings(s)))
         _write(etc / "jvm.config", "\n".join([
             "-server", f"-Xmx{s.trino_heap}", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
             "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M",
             "-Djdk.attach.allowAttachSelf=true", "-XX:+EnableDynamicAgentLoading", "-Dfile.encoding=UTF-8",
+            kafka_jaas,
         ]) + "\n")  # fmt: skip
         from lakehouse.security import trino_access
 
@@ -809,12 +841,15 @@ class Trino(Service):
         from lakehouse.security.audit import event_listener_properties
 
         try:
-            ensure_topic(s.kafka_bootstrap, s.trino_audit_topic, partitions=1)
+            ensure_topic(client_config(s, "admin"), s.trino_audit_topic, partitions=1)
         except Exception as exc:  # noqa: BLE001 - any failure: Kafka is not there to audit to
             raise StackError(f"Trino audits every query to Kafka topic {s.trino_audit_topic}, but Kafka at "
                              f"{s.kafka_bootstrap} cannot create it: {exc}",
                              fix="`lakehouse stack up kafka` first (or `lakehouse stack up` for everything)") from exc  # fmt: skip
-        _write(etc / "event-listener.properties", java_properties(event_listener_properties(s)))
+        _write(
+            etc / "event-listener.properties",
+            java_properties(event_listener_properties(s, etc / "kafka-client.properties")),
+        )
         # HTTPS only (no plain HTTP port at all), password authentication, and the nodes' own requests
         # signed with the shared secret; the secret reaches Trino as an environment variable it substitutes.
         _write(etc / "config.properties", _properties({
@@ -944,6 +979,11 @@ class Pinot(Service):
         token = (
             "Basic " + base64.b64encode(f"{s.pinot_admin_user}:{s.pinot_admin_password}".encode()).decode()
         )
+        from lakehouse.security.kafka_access import jaas_login
+
+        # its consumers' Kafka login: a JAAS file (0600); the table configs, which any Pinot reader sees,
+        # name the mechanism only (lakehouse/realtime/pinot.py)
+        kafka_jaas = jaas_login(s, "pinot", conf_dir)
         principals = {s.pinot_admin_user: (s.pinot_admin_password, "READ,CREATE,UPDATE,DELETE"),
                       s.pinot_reader_user: (s.pinot_reader_password, "READ")}  # fmt: skip
         configs = {
@@ -1022,7 +1062,7 @@ class Pinot(Service):
         cmd = java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*:{functions}",
                            "org.apache.pinot.tools.admin.PinotAdministrator", "StartServiceManager",
                            "-zkAddress", f"127.0.0.1:{s.zookeeper_port}", "-clusterName", s.pinot_cluster,
-                           "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=PINOT_OPENS,
+                           "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=(*PINOT_OPENS, kafka_jaas),
                            agent=loopback_agent(s))  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 

@@ -36,6 +36,14 @@ def parser(description: str) -> argparse.ArgumentParser:
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+    p.add_argument(
+        "--kafka-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Kafka client setting for the source and the sinks, e.g. security.protocol=SASL_PLAINTEXT "
+        "(repeatable; name a secret through a config provider, never by value: this is a command line)",
+    )
     p.add_argument("--source-topic", default="clickstream.events", help="the clickstream topic")
     p.add_argument("--output-topic", required=True, help="where the job writes its results")
     p.add_argument("--rejects-topic", default="rt.stream_rejects", help="malformed and late events go here")
@@ -110,13 +118,25 @@ def table_env(args: argparse.Namespace, job: str):
     return StreamTableEnvironment.create(env)
 
 
+def kafka_options(args: argparse.Namespace) -> str:
+    """The Kafka connector options of a table: the brokers and the client settings given."""
+    pairs = [("bootstrap.servers", args.bootstrap)]
+    for item in args.kafka_property:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--kafka-property {item!r}: expected KEY=VALUE")
+        pairs.append((key, value))
+    quote = lambda v: v.replace("'", "''")  # noqa: E731 - SQL string literal
+    return ",\n          ".join(f"'properties.{quote(k)}' = '{quote(v)}'" for k, v in pairs)
+
+
 def kafka_sink(t_env, name: str, columns: str, topic: str, args: argparse.Namespace) -> None:
     """A JSON Kafka sink written in transactions (visible to read_committed consumers on checkpoint)."""
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE {name} ({columns}) WITH (
           'connector' = 'kafka',
           'topic' = '{topic}',
-          'properties.bootstrap.servers' = '{args.bootstrap}',
+          {kafka_options(args)},
           'properties.transaction.timeout.ms' = '600000',
           'format' = 'json',
           'json.timestamp-format.standard' = 'ISO-8601',
@@ -144,7 +164,7 @@ def register_events(t_env, args: argparse.Namespace) -> None:
         ) WITH (
           'connector' = 'kafka',
           'topic' = '{args.source_topic}',
-          'properties.bootstrap.servers' = '{args.bootstrap}',
+          {kafka_options(args)},
           'properties.group.id' = '{args.group_id}',
           'properties.isolation.level' = 'read_committed',
           'scan.startup.mode' = 'group-offsets',
