@@ -72,10 +72,8 @@ def namespace(stack: LakehouseSettings, request) -> Iterator[Namespace]:
     get_settings.cache_clear()
     from lakehouse.security import kafka_access
 
-    # the namespace's topics for its principals, as `stack up` grants the main ones (landing: all of them,
-    # the tests' own topics included)
-    kafka_access.install(get_settings(), log=lambda *_: None,
-                         extra=[("landing", "TOPIC", "PREFIXED", tag, ["READ", "DESCRIBE"])])  # fmt: skip
+    # the namespace's topics for its principals, as `stack up` grants the main ones
+    kafka_access.install(get_settings(), log=lambda *_: None)
     try:
         yield Namespace(settings=get_settings(), env={**os.environ, **env})
     finally:

@@ -22,14 +22,13 @@ from datetime import time as dtime
 from decimal import Decimal
 
 import pytest
-import requests
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from conftest import wait_until
 from test_cdc_change_log import Rule, differences
 
 from lakehouse.cdc.apply import SILVER_CDC_APP, current_state
-from lakehouse.cdc.connector import SLOT_NAME, ensure_connector
+from lakehouse.cdc.connector import SLOT_NAME, ensure_connector, rest
 from lakehouse.cdc.pipeline import DEAD_LETTERS_TABLE, apply_table, land_changes, wait_for_capture
 from lakehouse.cdc.workload import connect, run_workload
 from lakehouse.ingest.exactly_once import MarkedTable
@@ -382,9 +381,9 @@ def test_tables_that_cannot_be_captured_are_refused_at_configuration_time(stack)
             admin.execute(f'CREATE TABLE "{s.cdc_schema}"."{t}" (id bigint PRIMARY KEY)')
             admin.execute(f'ALTER TABLE "{s.cdc_schema}"."{t}" REPLICA IDENTITY FULL')
         admin.execute(f'GRANT SELECT ON "{s.cdc_schema}"."{foreign}" TO "{s.postgres_user}"')
-    before = requests.get(
-        f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10
-    ).json()
+    before = (
+        rest(s).get(f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10).json()
+    )
     bad = s.model_copy(
         update={"cdc_tables": f"{s.cdc_tables},missing_{tag},{nokey},{partial},{hidden},{foreign},{parted}"}
     )
@@ -400,9 +399,11 @@ def test_tables_that_cannot_be_captured_are_refused_at_configuration_time(stack)
         assert f"cannot read {s.cdc_schema}.{hidden}" in problem and "GRANT SELECT" in fix
         assert f"does not own {s.cdc_schema}.{foreign}" in problem and "OWNER TO" in fix
         assert f"{s.cdc_schema}.{parted} is a partitioned table" in problem
-        after = requests.get(
-            f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10
-        ).json()
+        after = (
+            rest(s)
+            .get(f"http://127.0.0.1:{s.connect_port}/connectors/lakehouse-cdc/config", timeout=10)
+            .json()
+        )
         assert after == before  # the connector was not touched
     finally:
         with Postgres()._connect(s, dbname=s.postgres_db) as admin:

@@ -12,12 +12,11 @@ import time
 
 import psycopg
 import pytest
-import requests
 from conftest import wait_until
 from test_cdc_change_log import KEYS, assert_silver_mirrors_source, wait_for_capture
 
 from lakehouse.cdc.capture import capture_report, unconfigured_tables
-from lakehouse.cdc.connector import CONNECTOR_NAME, SLOT_NAME, connector_status
+from lakehouse.cdc.connector import CONNECTOR_NAME, SLOT_NAME, connector_status, rest
 from lakehouse.cdc.pipeline import DEAD_LETTERS_TABLE, apply_table, land_changes, run_once
 from lakehouse.cdc.workload import connect, run_workload
 from lakehouse.resources import KafkaResource, LakeResource, build_resources
@@ -103,13 +102,13 @@ def test_a_dropped_slot_and_a_postgres_restart_lose_nothing(stack):
     snapshots_before = snapshot_records(lake)
 
     # The slot is dropped while the connector is stopped (a DBA's cleanup, a failover), and changes go on.
-    requests.put(f"{base}/stop", timeout=30).raise_for_status()
+    rest(stack).put(f"{base}/stop", timeout=30).raise_for_status()
     wait_until(
         lambda: connector_status(stack).get("connector", {}).get("state") == "STOPPED", 60, "connector stop"
     )
     wait_until(lambda: not slot_exists(stack) or _drop_slot(stack), 30, "slot dropped")
     run_workload(stack, operations=80, seed_value=502, progress=False)  # deletes and key changes included
-    requests.put(f"{base}/resume", timeout=30).raise_for_status()
+    rest(stack).put(f"{base}/resume", timeout=30).raise_for_status()
     wait_until(lambda: slot_exists(stack), 120, "Debezium to create the slot again")
 
     # PostgreSQL restarted under the running connector, between two workloads.

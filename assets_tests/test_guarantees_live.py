@@ -18,6 +18,7 @@ from lakehouse.ingest.assets import RAW_APP_ID
 from lakehouse.ingest.landing import OffsetGap, land_topic, raw_target, recorded_gaps
 from lakehouse.resources import KafkaResource, LakeResource
 from lakehouse.resources.kafka import ensure_topic, make_producer
+from lakehouse.security import kafka_access
 from lakehouse.security.kafka_access import client_config
 
 pytestmark = pytest.mark.stack
@@ -31,6 +32,7 @@ def ns(namespace, request):
     topic = f"{prefix.rstrip('_')}.clickstream.events"
     env = {**namespace.env, "LAKEHOUSE_SCHEMA_PREFIX": prefix, "LAKEHOUSE_EVENTS_TOPIC": topic}
     settings = namespace.settings.model_copy(update={"schema_prefix": prefix, "events_topic": topic})
+    kafka_access.install(settings, log=lambda *_: None)  # its topics for the principals, as `stack up` does
     return type(namespace)(settings=settings, env=env)
 
 
@@ -220,6 +222,7 @@ def test_the_cdc_apply_killed_with_uncommitted_work_converges(ns, point, tmp_pat
     s = ns.settings
     prefix = s.schema_prefix.rstrip("_")
     env = {**ns.env, "LAKEHOUSE_CDC_TOPIC_PREFIX": prefix, "LAKEHOUSE_CDC_TABLES": "merchants"}
+    kafka_access.install(s.model_copy(update={"cdc_topic_prefix": prefix}), log=lambda *_: None)
     kafka = KafkaResource.from_settings(s, "admin", cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema)
     topic = kafka.cdc_topic("merchants")
     ensure_topic(client_config(s, "admin"), topic, 1)

@@ -19,6 +19,8 @@ from lakehouse.cdc.workload import connect
 from lakehouse.resources import KafkaResource, LakeResource, PostgresResource
 from lakehouse.security import privacy
 
+pytestmark = pytest.mark.stack
+
 
 @given(st.dictionaries(st.sampled_from(["email", "phone", "customer_id", "country"]),
                        st.one_of(st.none(), st.text(max_size=20), st.integers())),  # fmt: skip
@@ -58,13 +60,10 @@ def _text_of(dt: DeltaTable) -> str:
 def customer(namespace):
     """A new customer with distinctive personal data, changed once, captured, landed and applied."""
     s = namespace.settings
-    cid = 900_000 + uuid.uuid4().int % 90_000
-    email, phone, name = (
-        f"ada-{uuid.uuid4().hex[:10]}@example.com",
-        f"+44-{cid}",
-        f"Ada {uuid.uuid4().hex[:6]}",
-    )
+    tag = uuid.uuid4().hex[:10]
+    email, phone, name = f"ada-{tag}@example.com", f"+44-{int(tag, 16) % 10**9}", f"Ada {tag[:6]}"
     with connect(s) as conn:
+        cid = conn.execute("SELECT COALESCE(max(customer_id), 0) + 1 FROM customers").fetchone()[0]
         conn.execute("INSERT INTO customers (customer_id, email, phone, full_name, country) VALUES (%s, %s, %s, %s, 'GB')",
                      (cid, email, phone, name))  # fmt: skip
         conn.execute("UPDATE customers SET country = 'IE' WHERE customer_id = %s", (cid,))
@@ -72,7 +71,9 @@ def customer(namespace):
     kafka, lake = KafkaResource.from_settings(s), LakeResource.from_settings(s)
     land_changes(kafka, lake, "customers", log=lambda *_: None)
     apply_table(kafka, lake, "customers", log=lambda *_: None, postgres=PostgresResource.from_settings(s))
-    return cid, (email, phone, name)
+    yield cid, (email, phone, name)
+    with connect(s) as conn:  # the shared source as it was (the workload picks ids after the largest)
+        conn.execute("DELETE FROM customers WHERE customer_id = %s", (cid,))
 
 
 def test_forget_removes_the_customer_s_personal_data_from_every_layer(namespace, customer):

@@ -244,3 +244,52 @@ def test_kafka_grants_stay_inside_each_client_s_namespace(clean_env):
             assert client == "connect" and (name.startswith("_connect-") or name == "lakehouse-connect")
     writers = {c for c, kind, _, _, ops in grants(s) if kind == "TOPIC" and "WRITE" in ops}
     assert "landing" not in writers and "pinot" not in writers  # the readers write nothing
+
+
+# Forgetting a customer: the rewrites of the raw change log and the dead letters (local Delta tables)
+
+
+def test_the_rewrites_leave_no_clear_value_of_the_customer_and_touch_no_other(tmp_path):
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from lakehouse.cdc.changes import CHANGE_LOG_SCHEMA
+    from lakehouse.ingest.dead_letters import DEAD_LETTER_SCHEMA
+    from lakehouse.security.privacy import scrub_change_log, scrub_dead_letters
+
+    now = datetime.now(UTC)
+    replacement = {"email": "forgotten", "phone": None}
+
+    def image(cid):
+        return {"customer_id": cid, "email": f"c{cid}@mail.test", "phone": f"+1-{cid}", "country": "GB"}
+
+    rows = []
+    for offset, cid in enumerate([7, 17, 7, 70]):
+        before, after = image(cid), {**image(cid), "country": "IE"}
+        value = json.dumps({"op": "u", "before": before, "after": after}).encode()
+        rows.append({"topic": "cdc.m.customers", "partition": 0, "offset": offset, "kafka_timestamp": now,
+                     "key": json.dumps({"customer_id": cid}), "op": "u", "before": json.dumps(before),
+                     "after": json.dumps(after), "lsn": offset, "tx_id": offset, "source_ts": now,
+                     "source_table": "customers", "snapshot": "false", "value": value, "error": None,
+                     "ingested_at": now})  # fmt: skip
+    write_deltalake(str(tmp_path / "log"), pa.Table.from_pylist(rows, CHANGE_LOG_SCHEMA))
+    log = DeltaTable(str(tmp_path / "log"))
+    assert scrub_change_log(log, 7, replacement) == 2
+    after = {r["offset"]: r for r in DeltaTable(str(tmp_path / "log")).to_pyarrow_table().to_pylist()}
+    for offset in (0, 2):
+        text = str(after[offset])
+        assert "c7@mail.test" not in text and "+1-7" not in text and "IE" in text  # only the PII went
+    assert "c17@mail.test" in str(after[1]) and "c70@mail.test" in str(after[3])  # 17 and 70 are not 7
+
+    dead = [{"topic": "cdc.m.customers", "partition": 0, "offset": o, "kafka_timestamp": now, "value": v,
+             "error": e, "dead_lettered_at": now}
+            for o, v, e in [(9, json.dumps({"after": image(7)}).encode(), "phone is not a string: +1-7"),
+                            (10, b'{"customer_id": 7, "email": "c7@mail.test"', "not JSON"),
+                            (11, json.dumps({"after": image(8)}).encode(), "other")]]  # fmt: skip
+    write_deltalake(str(tmp_path / "dead"), pa.Table.from_pylist(dead, DEAD_LETTER_SCHEMA))
+    assert scrub_dead_letters(DeltaTable(str(tmp_path / "dead")), "cdc.m.customers", 7, replacement) == 2
+    left = {r["offset"]: r for r in DeltaTable(str(tmp_path / "dead")).to_pyarrow_table().to_pylist()}
+    assert "c7@mail.test" not in str(left[9]) and "+1-7" not in str(left[9]) and left[10]["value"] is None
+    assert left[11]["value"] == dead[2]["value"] and left[11]["error"] == "other"

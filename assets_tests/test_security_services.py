@@ -123,13 +123,30 @@ def test_the_object_store_refuses_wrong_or_missing_credentials_on_every_port(sta
 
 
 def test_kafka_connect_never_shows_the_database_password(stack):
+    from lakehouse.cdc.connector import rest
+
     s = stack
     base = f"http://127.0.0.1:{s.connect_port}/connectors"
-    answers = [requests.get(f"{base}/lakehouse-cdc/config", timeout=10).text,
-               requests.get(f"{base}?expand=info&expand=status", timeout=10).text,
-               requests.get(f"{base}/lakehouse-cdc/tasks", timeout=10).text]  # fmt: skip
+    api = rest(s)
+    answers = [api.get(f"{base}/lakehouse-cdc/config", timeout=10).text,
+               api.get(f"{base}?expand=info&expand=status", timeout=10).text,
+               api.get(f"{base}/lakehouse-cdc/tasks", timeout=10).text]  # fmt: skip
     assert all(s.postgres_password not in a for a in answers)
     assert "${file:" in answers[0]  # the configuration names the secret; the worker resolves it
+
+
+def test_kafka_connect_refuses_requests_without_or_with_wrong_credentials(stack):
+    s = stack
+    base = f"http://127.0.0.1:{s.connect_port}/connectors"
+    evil = {
+        "name": "evil",
+        "config": {"connector.class": "org.apache.kafka.connect.tools.MockSourceConnector"},
+    }
+    for auth in (None, (s.connect_user, "wrong"), ("nobody", s.connect_password), (s.connect_user, "")):
+        assert requests.get(base, auth=auth, timeout=10).status_code == 401, auth
+        assert requests.post(base, json=evil, auth=auth, timeout=10).status_code == 401, auth
+    assert requests.get(base, auth=(s.connect_user, s.connect_password), timeout=10).status_code == 200
+    assert "evil" not in requests.get(base, auth=(s.connect_user, s.connect_password), timeout=10).json()
 
 
 def _secrets(s) -> dict[str, str]:
@@ -258,3 +275,39 @@ def test_a_service_gets_only_its_own_secrets_in_its_environment(stack):
     environ = Path(f"/proc/{trino.pid}/environ").read_bytes()
     assert s.trino_shared_secret.encode() in environ  # the scan sees what it looks for
     assert s.trino_password.encode() not in environ and checked == 6
+
+
+def _zookeeper_ls(s, tmp_path: Path, login: str | None, timeout: float = 25) -> str:
+    """What `ls /` prints with ZooKeeper's own command-line client, logging in with the JAAS `Client` line
+    given (a client whose session is closed keeps retrying: what it printed until the time-out)."""
+    from lakehouse.stack import fetch
+    from lakehouse.stack.services import default_java
+
+    options = []
+    if login is not None:
+        jaas = tmp_path / "client-jaas.conf"
+        jaas.write_text(f"Client {{\n  {login}\n}};\n")
+        options = [f"-Djava.security.auth.login.config={jaas}"]
+    libs = fetch.jar_set("zookeeper", s.cache_dir)
+    try:
+        done = subprocess.run([default_java(), *options, "-cp", f"{libs}/*", "org.apache.zookeeper.ZooKeeperMain",
+                               "-server", f"127.0.0.1:{s.zookeeper_port}", "ls", "/"],
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        return (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
+
+
+def test_zookeeper_closes_sessions_that_do_not_authenticate(stack, tmp_path):
+    """Pinot's cluster state (table configs included) is in ZooKeeper: only Pinot's principal gets a session."""
+    s = stack
+    module = "org.apache.zookeeper.server.auth.DigestLoginModule required"
+    right = f'{module} username="{s.zookeeper_user}" password="{s.zookeeper_password}";'
+    allowed = _zookeeper_ls(s, tmp_path, right)
+    assert s.pinot_cluster in allowed.stdout, (
+        allowed.stdout + allowed.stderr
+    )  # the listing, with Pinot's cluster
+    for login in (None, f'{module} username="{s.zookeeper_user}" password="wrong";',
+                  f'{module} username="nobody" password="{s.zookeeper_password}";'):  # fmt: skip
+        refused = _zookeeper_ls(s, tmp_path, login)
+        assert f"[{s.pinot_cluster}" not in refused and f", {s.pinot_cluster}" not in refused, login

@@ -49,7 +49,7 @@ def main() -> int:
     args = parser.parse_args()
 
     s = get_settings()
-    topic = f"bench.ingest.{datetime.now(UTC):%Y%m%d%H%M%S}"
+    topic = f"{s.events_topic}.bench-{datetime.now(UTC):%Y%m%d%H%M%S}"  # the producer's and landing's ACLs
     # No subprocess: the teardown handles SIGTERM/SIGINT, stops any process a library might have
     # started below this one, and checks that none is left (nor any naming the topic).
     with Teardown(topic, home=s.home):
@@ -64,7 +64,7 @@ def benchmark(args, s, topic: str) -> None:
     print(f"producing {len(messages)} messages (avg {avg:.0f} bytes) to {topic} ...", flush=True)
     produce(s, topic, messages, progress=False)
 
-    kafka = KafkaResource.from_settings(s, "admin", events_topic=topic)
+    kafka = KafkaResource.from_settings(s, events_topic=topic)  # the landings' principal, as in production
     partitions = kafka.partitions(topic)
     base = baseline(client_config(s, "landing"), topic, partitions, len(messages))
     print(f"baseline (plain consume loop): {base:,.0f} msgs/s", flush=True)

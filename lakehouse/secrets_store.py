@@ -32,6 +32,8 @@ SECRET_FIELDS = (
     "trino_shared_secret",
     "pinot_admin_password",
     "pinot_reader_password",
+    "connect_password",
+    "zookeeper_password",
     "kafka_admin_password",
     "kafka_landing_password",
     "kafka_producer_password",

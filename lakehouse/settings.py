@@ -213,6 +213,8 @@ class LakehouseSettings(BaseSettings):
     # Change data capture: Kafka Connect with Debezium. Which tables are captured is configuration.
     connect_port: Port = 8083
     connect_heap: JvmSize = "768M"
+    connect_user: str = Field("lakehouse", description="Kafka Connect REST API user (basic authentication)")
+    connect_password: str = Field(description="password of connect_user (generated)")
     cdc_topic_prefix: str = "cdc"
     cdc_schema: str = "marketplace"
     cdc_tables: str = "customers,merchants,products,orders,order_items,payments"
@@ -260,6 +262,8 @@ class LakehouseSettings(BaseSettings):
 
     # Apache Pinot (real-time tables) and the ZooKeeper that holds its cluster state
     zookeeper_port: Port = 2181
+    zookeeper_user: str = Field("pinot", description="ZooKeeper principal of Pinot (SASL DIGEST-MD5)")
+    zookeeper_password: str = Field(description="password of zookeeper_user (generated)")
     pinot_controller_port: Port = 9000
     pinot_broker_port: Port = 8099
     pinot_server_port: Port = 8098

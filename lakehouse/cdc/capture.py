@@ -61,7 +61,9 @@ def _connector_problems(s: LakehouseSettings, report: CaptureReport) -> None:
     report.facts["tasks"] = [t["state"] for t in state.get("tasks", [])]
     if state["connector"]["state"] != "RUNNING":
         report.problems.append(f"connector {CONNECTOR_NAME} is {state['connector']['state']}; "
-                               f"fix: curl -X PUT localhost:{s.connect_port}/connectors/{CONNECTOR_NAME}/resume")  # fmt: skip
+                               f"fix: curl -u {s.connect_user}:$LAKEHOUSE_CONNECT_PASSWORD -X PUT "
+                               f"localhost:{s.connect_port}/connectors/{CONNECTOR_NAME}/resume (the password is in "
+                               ".lakehouse/secrets.env)")  # fmt: skip
     for task in state.get("tasks", []):
         if task["state"] == "FAILED":
             first = (task.get("trace") or "").splitlines()[:1]

@@ -38,6 +38,26 @@ def internal_tables_ddl(schema: str) -> str:
     )
 
 
+def rest(s: LakehouseSettings) -> requests.Session:
+    """Kafka Connect's REST API as connect_user (basic authentication: it takes connector code and configs)."""
+    session = requests.Session()
+    session.auth = (s.connect_user, s.connect_password)
+    return session
+
+
+def write_rest_login(s: LakehouseSettings, folder: Path) -> str:
+    """The local worker's REST users (0600) and the JAAS file naming them; the JVM option that loads it."""
+    from lakehouse.secrets_store import write_private
+    from lakehouse.stack.services import java_properties
+
+    users = folder / "rest-users.properties"
+    write_private(users, java_properties({s.connect_user: s.connect_password}))
+    jaas = folder / "rest-jaas.conf"
+    write_private(jaas, "KafkaConnect {\n  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule "
+                        f'required\n  file="{users}";\n}};\n')  # fmt: skip
+    return f"-Djava.security.auth.login.config={jaas}"
+
+
 def connect_secrets_file(s: LakehouseSettings) -> Path:
     """The local Kafka Connect worker's secrets (mode 0600), read by its FileConfigProvider."""
     return s.home / "connect" / "secrets.properties"
@@ -76,7 +96,7 @@ def connector_config(s: LakehouseSettings) -> dict[str, str]:
 
 
 def connector_status(s: LakehouseSettings) -> dict:
-    resp = requests.get(f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}/status", timeout=10)
+    resp = rest(s).get(f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}/status", timeout=10)
     return resp.json() if resp.status_code == 200 else {}
 
 
@@ -97,9 +117,9 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
     check_tables(s)
     with connect(s) as conn:
         conn.execute(internal_tables_ddl(s.cdc_schema))
-    current = requests.get(f"{base}/config", timeout=30)
+    current = rest(s).get(f"{base}/config", timeout=30)
     before = captured_tables(current.json() if current.status_code == 200 else None, s)
-    resp = requests.put(f"{base}/config", json=connector_config(s), timeout=30)
+    resp = rest(s).put(f"{base}/config", json=connector_config(s), timeout=30)
     if resp.status_code not in (200, 201):
         raise StackError(f"Kafka Connect refused the Debezium connector: {resp.status_code} {resp.text[:500]}",
                          fix="read `lakehouse stack logs connect`; check lakehouse/cdc/connector.json")  # fmt: skip
@@ -129,7 +149,7 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
             return
         if state.get("connector", {}).get("state") in ("STOPPED", "PAUSED"):
             log(f"  connector {CONNECTOR_NAME} was {state['connector']['state'].lower()}; resuming it")
-            requests.put(f"{base}/resume", timeout=30).raise_for_status()
+            rest(s).put(f"{base}/resume", timeout=30).raise_for_status()
             time.sleep(1)
             continue
         failed = [t for t in tasks if t["state"] == "FAILED"]
@@ -137,9 +157,7 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
             # A task that failed earlier (PostgreSQL gone for too long, say) stays FAILED until restarted.
             first = (failed[0].get("trace") or "?").splitlines()[0]
             log(f"  connector {CONNECTOR_NAME}: task failed ({first[:200]}); restarting it")
-            requests.post(
-                f"{base}/restart", params={"includeTasks": "true", "onlyFailed": "true"}, timeout=30
-            )
+            rest(s).post(f"{base}/restart", params={"includeTasks": "true", "onlyFailed": "true"}, timeout=30)
             restarted = True
             time.sleep(3)
             continue
@@ -155,7 +173,7 @@ def ensure_connector(s: LakehouseSettings, log=print, timeout: float = 120.0) ->
 def resnapshot(s: LakehouseSettings, log=print) -> None:
     """Make Debezium snapshot every captured table again: stop the connector, drop its offsets, resume."""
     base = f"http://127.0.0.1:{s.connect_port}/connectors/{CONNECTOR_NAME}"
-    requests.put(f"{base}/stop", timeout=30).raise_for_status()
+    rest(s).put(f"{base}/stop", timeout=30).raise_for_status()
     deadline = time.monotonic() + 60
     while connector_status(s).get("connector", {}).get("state") != "STOPPED":
         if time.monotonic() > deadline:
@@ -163,9 +181,9 @@ def resnapshot(s: LakehouseSettings, log=print) -> None:
                 "the connector did not stop within 60s", fix="read `lakehouse stack logs connect`"
             )
         time.sleep(0.5)
-    resp = requests.delete(f"{base}/offsets", timeout=60)
+    resp = rest(s).delete(f"{base}/offsets", timeout=60)
     if resp.status_code not in (200, 204):
         raise StackError(f"Kafka Connect did not reset the connector's offsets: {resp.status_code} {resp.text[:300]}",
                          fix="read `lakehouse stack logs connect`")  # fmt: skip
-    requests.put(f"{base}/resume", timeout=30).raise_for_status()
+    rest(s).put(f"{base}/resume", timeout=30).raise_for_status()
     log(f"  connector {CONNECTOR_NAME}: offsets reset, snapshotting again")

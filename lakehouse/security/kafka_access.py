@@ -3,11 +3,11 @@
 | client   | principal (default) | may                                                                    |
 | -------- | ------------------- | ---------------------------------------------------------------------- |
 | admin    | admin               | everything (super user): the broker itself, `stack up`, backups        |
-| landing  | landing             | read the events, CDC and audit topics; groups `lakehouse-ingest/probe-` |
+| landing  | landing             | read the events, CDC, real-time and audit topics; its groups            |
 | producer | clickstream         | write (and create) the events topic                                    |
 | connect  | debezium            | Kafka Connect: its `_connect-*` topics and group, write the CDC topics |
 | flink    | flink               | read the events topic, write the real-time topics (transactions)      |
-| pinot    | pinot               | read the real-time and CDC topics; groups `lakehouse-pinot-*`          |
+| pinot    | pinot               | read the real-time topics and its tables' CDC topics (not customers)   |
 | trino    | trino               | write the audit topic                                                  |
 
 The local broker (lakehouse/stack/services.py) has one client listener (SASL_PLAINTEXT on loopback: SCRAM
@@ -56,7 +56,7 @@ def jaas(s: LakehouseSettings, client: str, mechanism: str | None = None, shade:
     """The JAAS line a JVM client logs in with (`shade`: the package prefix of a relocated client)."""
     user, password = s.kafka_principal(client)
     module = shade + _MODULES[mechanism or s.kafka_sasl_mechanism]
-    return f'{module} required username="{_escape(user)}" password="{_escape(password)}";'
+    return f'{module} required username="{jaas_escape(user)}" password="{jaas_escape(password)}";'
 
 
 def java_client_file(s: LakehouseSettings, client: str, folder: Path, shade: str = "") -> Path:
@@ -82,14 +82,18 @@ def java_client_settings(s: LakehouseSettings) -> dict[str, str]:
     return values
 
 
-def jaas_login(s: LakehouseSettings, client: str, folder: Path) -> str:
+def jaas_login(
+    s: LakehouseSettings, client: str, folder: Path, sections: dict[str, str] | None = None
+) -> str:
     """For a JVM that logs its Kafka clients' configuration (Trino) or cannot resolve config providers
     (Pinot's Kafka 2.8 client): the JVM option naming a 0600 JAAS file whose `KafkaClient` section its
-    Kafka clients log in with, when their settings (java_client_settings) hold no `sasl.jaas.config`."""
+    Kafka clients log in with, when their settings (java_client_settings) hold no `sasl.jaas.config`;
+    `sections`: more login sections of that JVM ({name: login module line}, e.g. ZooKeeper's `Client`)."""
     from lakehouse.secrets_store import write_private
 
-    path = folder / "kafka-jaas.conf"
-    write_private(path, f"KafkaClient {{\n  {jaas(s, client)}\n}};\n" if secured(s) else "")
+    entries = {**({"KafkaClient": jaas(s, client)} if secured(s) else {}), **(sections or {})}
+    path = folder / "jaas.conf"
+    write_private(path, "".join(f"{name} {{\n  {line}\n}};\n" for name, line in entries.items()))
     return f"-Djava.security.auth.login.config={path}"
 
 
@@ -109,7 +113,7 @@ def java_client_reference(
 def broker_settings(s: LakehouseSettings) -> dict[str, str]:
     """server.properties entries of the local broker: listeners, SASL and the authorizer."""
     user, password = s.kafka_principal("admin")
-    plain = jaas(s, "admin", mechanism="PLAIN")[:-1] + f' user_{user}="{_escape(password)}";'
+    plain = jaas(s, "admin", mechanism="PLAIN")[:-1] + f' user_{user}="{jaas_escape(password)}";'
     return {
         "listeners": f"CLIENT://{s.kafka_bootstrap},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
         "advertised.listeners": f"CLIENT://{s.kafka_bootstrap}",
@@ -130,13 +134,17 @@ def broker_settings(s: LakehouseSettings) -> dict[str, str]:
     }
 
 
-def _escape(value: str) -> str:
+def jaas_escape(value: str) -> str:
+    """A value inside a JAAS option's double quotes."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def grants(s: LakehouseSettings) -> list[tuple[str, str, str, str, list[str]]]:
     """(client, resource type, pattern type, resource name, operations) of every ACL: least privilege."""
     from lakehouse.realtime.flink import FLINK_GROUP_PREFIX
+    from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable
+
+    pinot_cdc_topics = sorted({t.topic(s) for t in PINOT_TABLES if isinstance(t, CdcTable)})
 
     cdc, rt = f"{s.cdc_topic_prefix}.", s.realtime_topic("")
     read = ["READ", "DESCRIBE"]
@@ -144,6 +152,7 @@ def grants(s: LakehouseSettings) -> list[tuple[str, str, str, str, list[str]]]:
         # the events topic and the topics named after it (`<events topic>.<something>`)
         ("landing", "TOPIC", "PREFIXED", s.events_topic, read),
         ("landing", "TOPIC", "PREFIXED", cdc, read),
+        ("landing", "TOPIC", "PREFIXED", rt, read),  # the stream jobs' outputs land in raw too
         ("landing", "TOPIC", "LITERAL", s.trino_audit_topic, read),
         ("landing", "GROUP", "LITERAL", "lakehouse-ingest", ["READ", "DESCRIBE"]),
         ("landing", "GROUP", "PREFIXED", "lakehouse-probe-", ["READ", "DESCRIBE"]),
@@ -158,7 +167,8 @@ def grants(s: LakehouseSettings) -> list[tuple[str, str, str, str, list[str]]]:
         ("flink", "GROUP", "PREFIXED", FLINK_GROUP_PREFIX, ["READ", "DESCRIBE"]),
         ("flink", "TRANSACTIONAL_ID", "PREFIXED", FLINK_GROUP_PREFIX, ["WRITE", "DESCRIBE"]),
         ("pinot", "TOPIC", "PREFIXED", rt, read),
-        ("pinot", "TOPIC", "PREFIXED", cdc, read),
+        # only the change topics its tables consume (not customers': clear PII)
+        *(("pinot", "TOPIC", "LITERAL", topic, read) for topic in pinot_cdc_topics),
         ("pinot", "GROUP", "PREFIXED", "lakehouse-pinot-", ["READ", "DESCRIBE"]),
         ("trino", "TOPIC", "LITERAL", s.trino_audit_topic, ["WRITE", "DESCRIBE"]),
     ]

@@ -8,8 +8,9 @@ lakehouse/security/pii.py), in order, so that nothing brings the values back:
 3. the raw change log: every change record of the customer (its before and after images and the original
    message) is rewritten with the PII anonymized, in one MERGE commit; the CDC dead letters likewise;
 4. silver: the row's PII columns are anonymized (again, should the CDC path not have reached it);
-5. the files that held the clear values are vacuumed (retention 0: time travel before this point is gone
-   for these tables).
+5. the files that held the clear values are vacuumed (retention 0, below the nightly vacuum's floor on
+   purpose: time travel before this point is gone for these tables, a query reading an older version
+   fails, and an apply reading it at that moment fails and re-applies on its next run).
 The report lists what changed, and where the values still are for a while: Kafka's change topic (until
 its retention deletes the records), the backups taken before (until backup retention removes them) and
 the statistics in the Delta logs of the vacuumed files (until the log retention)."""
@@ -73,24 +74,31 @@ def _scrub_json_text(text: str | None, replacement: dict[str, str | None]) -> st
         return None
 
 
+def _pattern(customer_id: int) -> str:
+    return rf'"{KEY}"\s*:\s*{int(customer_id)}([^0-9]|$)'  # RE2: no lookahead
+
+
 def _mentions(column: pa.ChunkedArray, customer_id: int) -> pa.ChunkedArray:
-    pattern = rf'"{KEY}"\s*:\s*{customer_id}([^0-9]|$)'  # RE2: no lookahead
     if pa.types.is_binary(column.type):
         column = pc.cast(column, pa.string(), safe=False)
-    return pc.fill_null(pc.match_substring_regex(column, pattern), False)
+    return pc.fill_null(pc.match_substring_regex(column, _pattern(customer_id)), False)
 
 
-def _merge_rewrite(dt, rows: pa.Table, columns: list[str], attempts: int = 5) -> None:
-    """Replace `columns` of the rows (by topic, partition, offset) in one commit; retried on a concurrent
-    commit (a landing appending meanwhile)."""
+def _key_is(key: str | None, customer_id: int) -> bool:
+    try:
+        parsed = json.loads(key or "")
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get(KEY) == customer_id
+
+
+def _retried(dt, commit, attempts: int = 5):
+    """Run a commit on `dt`, again on a concurrent commit (a landing or an apply meanwhile)."""
     from deltalake.exceptions import CommitFailedError
 
     for attempt in range(attempts):
         try:
-            (dt.merge(rows, "t.topic = s.topic AND t.partition = s.partition AND t.offset = s.offset",
-                      source_alias="s", target_alias="t")
-               .when_matched_update({c: f"s.{c}" for c in columns}).execute())  # fmt: skip
-            return
+            return commit()
         except CommitFailedError:
             if attempt == attempts - 1:
                 raise
@@ -98,12 +106,23 @@ def _merge_rewrite(dt, rows: pa.Table, columns: list[str], attempts: int = 5) ->
             dt.update_incremental()
 
 
+def _merge_rewrite(dt, rows: pa.Table, columns: list[str]) -> None:
+    """Replace `columns` of the rows (by topic, partition, offset) in one commit."""
+    _retried(dt, lambda: dt.merge(rows, "t.topic = s.topic AND t.partition = s.partition AND t.offset = s.offset",
+                                  source_alias="s", target_alias="t")
+             .when_matched_update({c: f"s.{c}" for c in columns}).execute())  # fmt: skip
+
+
 def scrub_change_log(dt, customer_id: int, replacement: dict[str, str | None]) -> int:
     """Rewrite the customer's change records in the raw change log; the number rewritten."""
-    data = dt.to_pyarrow_table(columns=["topic", "partition", "offset", "key", "before", "after", "value"])
-    hits = data.filter(_mentions(data["key"], customer_id))
-    hits = hits.filter(pa.array([json.loads(k or "{}").get(KEY) == customer_id for k in hits["key"].to_pylist()],
-                                pa.bool_()))  # fmt: skip
+    import pyarrow.dataset as ds
+
+    columns = ["topic", "partition", "offset", "key", "before", "after", "value"]
+    # only the rows whose key names the customer are read whole (a pushed-down filter on the key)
+    hits = dt.to_pyarrow_dataset().to_table(
+        columns=columns, filter=pc.match_substring_regex(ds.field("key"), _pattern(customer_id))
+    )
+    hits = hits.filter(pa.array([_key_is(k, customer_id) for k in hits["key"].to_pylist()], pa.bool_()))
     if hits.num_rows == 0:
         return 0
     rewritten = hits.select(["topic", "partition", "offset"]).append_column(
@@ -118,15 +137,25 @@ def scrub_change_log(dt, customer_id: int, replacement: dict[str, str | None]) -
 
 
 def scrub_dead_letters(dt, topic: str, customer_id: int, replacement: dict[str, str | None]) -> int:
-    """Rewrite the dead letters of the change topic that mention the customer; the number rewritten."""
-    data = dt.to_pyarrow_table(columns=["topic", "partition", "offset", "value"])
-    hits = data.filter(pc.and_(pc.equal(data["topic"], topic), _mentions(data["value"], customer_id)))
+    """Rewrite the dead letters of the change topic that mention the customer (the record, and the reason,
+    which may quote a value); the number rewritten."""
+    import pyarrow.dataset as ds
+
+    data = dt.to_pyarrow_dataset().to_table(columns=["topic", "partition", "offset", "value"],
+                                            filter=ds.field("topic") == topic)  # fmt: skip
+    hits = data.filter(_mentions(data["value"], customer_id))
     if hits.num_rows == 0:
         return 0
-    rewritten = hits.select(["topic", "partition", "offset"]).append_column(
-        "value", pa.array([scrub_record(v, replacement) for v in hits["value"].to_pylist()], pa.binary())
+    rewritten = (
+        hits.select(["topic", "partition", "offset"])
+        .append_column(
+            "value", pa.array([scrub_record(v, replacement) for v in hits["value"].to_pylist()], pa.binary())
+        )
+        .append_column(
+            "error", pa.array([f"(reason removed by privacy forget of {KEY} {customer_id})"] * hits.num_rows)
+        )
     )
-    _merge_rewrite(dt, rewritten, ["value"])
+    _merge_rewrite(dt, rewritten, ["value", "error"])
     return hits.num_rows
 
 
@@ -164,6 +193,7 @@ def forget(s: LakehouseSettings, customer_id: int, log=print) -> ForgetReport:
     from lakehouse.resources import KafkaResource, LakeResource, PostgresResource
     from lakehouse.security import pii
 
+    customer_id = int(customer_id)
     columns = sorted(pii.columns("silver", TABLE))
     if not columns:
         raise ValueError(f"no column of silver.{TABLE} is classified as PII (dbt sources' meta.pii)")
@@ -178,11 +208,13 @@ def forget(s: LakehouseSettings, customer_id: int, log=print) -> ForgetReport:
         replacement = {c: None for c in columns}
     else:
         report.changed.append(f"source {s.cdc_schema}.{TABLE}: {', '.join(columns)} anonymized")
-        if TABLE in s.cdc_table_list:
-            log("waiting for Debezium to capture the update ...")
-            wait_for_capture(s)
-            land_changes(kafka, lake, TABLE, log=log)
-            apply_table(kafka, lake, TABLE, log=log, postgres=PostgresResource.from_settings(s))
+    if TABLE in s.cdc_table_list:
+        # whatever Kafka still holds of the customer (this update, a delete's before image) lands now, so
+        # that the rewrite below covers it and nothing lands in clear afterwards
+        log("waiting for Debezium to capture everything up to now ...")
+        wait_for_capture(s)
+        land_changes(kafka, lake, TABLE, log=log)
+        apply_table(kafka, lake, TABLE, log=log, postgres=PostgresResource.from_settings(s))
 
     touched = []
 
@@ -205,7 +237,7 @@ def forget(s: LakehouseSettings, customer_id: int, log=print) -> ForgetReport:
     silver = table("silver", TABLE)
     if silver is not None:
         updates = {c: "NULL" if v is None else f"'{v}'" for c, v in replacement.items()}
-        metrics = silver.update(updates=updates, predicate=f"{KEY} = {int(customer_id)}")
+        metrics = _retried(silver, lambda: silver.update(updates=updates, predicate=f"{KEY} = {customer_id}"))
         report.changed.append(f"silver.{TABLE}: {metrics.get('num_updated_rows', 0)} rows anonymized")
         touched.append((f"silver.{TABLE}", silver))
     for name, dt in touched:
@@ -217,5 +249,6 @@ def forget(s: LakehouseSettings, customer_id: int, log=print) -> ForgetReport:
         "(7 days on the local broker)",
         "backups taken before now (lakehouse lifecycle backup), until their retention removes them",
         "min/max statistics of the vacuumed files in the tables' Delta logs, until the log retention (30 days)",
+        "the Trino audit log (raw.trino_audit): the text of queries that named the customer's values",
     ]
     return report

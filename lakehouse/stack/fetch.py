@@ -63,8 +63,10 @@ def _publish(tmp: Path, final: Path) -> Path:
 
 
 def jar_set(pom_name: str, cache_dir: Path, log=print) -> Path:
-    """All runtime jars of a pom in `stack/maven/`, copied into `<cache>/jars/<name>/`."""
-    final = cache_dir / "jars" / pom_name
+    """All runtime jars of a pom in `stack/maven/`, copied into `<cache>/jars/<name>-<pom digest>/` (a changed
+    pom is a new set: a warm cache never serves the jars of an older one)."""
+    pom = MAVEN_DIR / f"{pom_name}.xml"
+    final = cache_dir / "jars" / f"{pom_name}-{_sha1(pom)[:10]}"
     if is_complete(final):
         return final
     log(f"  fetching {pom_name} jars from Maven Central (cached afterwards) ...")

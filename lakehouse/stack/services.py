@@ -729,7 +729,7 @@ class Connect(Service):
         # The worker's own clients, the connectors' producers and the topic-creating admin log in as the
         # connect principal; the JAAS line comes from a 0600 file through the worker's file provider.
         client = java_client_reference(s, java_client_file(s, "connect", conf_dir), provider="file")
-        client.pop("config.providers"), client.pop("config.providers.file.class")
+        client.pop("config.providers", None), client.pop("config.providers.file.class", None)
         security = {
             f"{prefix}{k}": v
             for prefix in ("", "producer.", "consumer.", "admin.")
@@ -751,6 +751,8 @@ class Connect(Service):
             "status.storage.replication.factor": 1,
             "offset.flush.interval.ms": 2000,
             "listeners": f"http://127.0.0.1:{s.connect_port}",
+            # every REST request authenticated (the API takes connector configurations, i.e. code to run)
+            "rest.extension.classes": "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension",
             "rest.advertised.host.name": "127.0.0.1",
             "rest.advertised.port": s.connect_port,
             "topic.creation.enable": "true",
@@ -761,19 +763,24 @@ class Connect(Service):
             # the worker read another file (the platform's secrets file, say) into its configuration
             "config.providers.file.param.allowed.paths": s.home / "connect",
         }))  # fmt: skip
-        from lakehouse.cdc.connector import write_connect_secrets
+        from lakehouse.cdc.connector import write_connect_secrets, write_rest_login
 
         write_connect_secrets(s)
+        rest_login = write_rest_login(s, conf_dir)
         log4j = s.home / "kafka" / "log4j2.properties"
         cmd = java_command(java, s.connect_heap, log4j, f"{libs}/*", "org.apache.kafka.connect.cli.ConnectDistributed",
-                           str(worker), agent=loopback_agent(s))  # fmt: skip
+                           str(worker), jvm_options=(rest_login,), agent=loopback_agent(s))  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
         try:
-            info = requests.get(f"{self.url(s)}/connectors", timeout=3)
+            from lakehouse.cdc.connector import rest
+
+            info = rest(s).get(f"{self.url(s)}/connectors", timeout=3)
         except requests.RequestException:
             return f"REST port {s.connect_port} not answering yet"
+        if info.status_code == 401:
+            return "REST API refuses LAKEHOUSE_CONNECT_USER/LAKEHOUSE_CONNECT_PASSWORD (401)"
         return None if info.status_code == 200 else f"REST API answers {info.status_code}"
 
     def after_start(self, s, log):
@@ -915,7 +922,7 @@ class ZooKeeper(Service):
         fetch.jar_set("pinot", s.cache_dir, log=log)
 
     def prepare(self, s, log):
-        libs = fetch.jar_set("pinot", s.cache_dir, log=log)
+        libs = fetch.jar_set("zookeeper", s.cache_dir, log=log)
         conf_dir = s.home / "zookeeper"
         data = self.data_dir(s)
         data.mkdir(parents=True, exist_ok=True)
@@ -931,8 +938,20 @@ class ZooKeeper(Service):
             "admin.enableServer": "false",
             "4lw.commands.whitelist": "ruok,srvr,mntr",
             "autopurge.purgeInterval": 1,
+            # every session authenticates (SASL DIGEST-MD5, the users in the JAAS file below) or is closed
+            "authProvider.sasl": "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            "enforce.auth.enabled": "true",
+            "enforce.auth.schemes": "sasl",
         }))  # fmt: skip
-        cmd = [default_java(), loopback_agent(s), "-Xmx256m", "-Xms64m", "-cp", f"{libs}/*",
+        from lakehouse.secrets_store import write_private
+        from lakehouse.security.kafka_access import jaas_escape
+
+        jaas = conf_dir / "jaas.conf"
+        write_private(jaas, "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  "
+                            f'user_{s.zookeeper_user}="{jaas_escape(s.zookeeper_password)}";\n}};\n')  # fmt: skip
+        log4j = s.home / "kafka" / "log4j2.properties"
+        cmd = [default_java(), loopback_agent(s), "-Xmx256m", "-Xms64m", f"-Djava.security.auth.login.config={jaas}",
+               f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
                "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
@@ -979,11 +998,15 @@ class Pinot(Service):
         token = (
             "Basic " + base64.b64encode(f"{s.pinot_admin_user}:{s.pinot_admin_password}".encode()).decode()
         )
-        from lakehouse.security.kafka_access import jaas_login
+        from lakehouse.security.kafka_access import jaas_escape, jaas_login
 
         # its consumers' Kafka login: a JAAS file (0600); the table configs, which any Pinot reader sees,
         # name the mechanism only (lakehouse/realtime/pinot.py)
-        kafka_jaas = jaas_login(s, "pinot", conf_dir)
+        zk_login = (
+            "org.apache.zookeeper.server.auth.DigestLoginModule required "
+            f'username="{jaas_escape(s.zookeeper_user)}" password="{jaas_escape(s.zookeeper_password)}";'
+        )
+        kafka_jaas = jaas_login(s, "pinot", conf_dir, sections={"Client": zk_login})  # Kafka and ZooKeeper
         principals = {s.pinot_admin_user: (s.pinot_admin_password, "READ,CREATE,UPDATE,DELETE"),
                       s.pinot_reader_user: (s.pinot_reader_password, "READ")}  # fmt: skip
         configs = {
