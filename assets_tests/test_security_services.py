@@ -311,3 +311,49 @@ def test_zookeeper_closes_sessions_that_do_not_authenticate(stack, tmp_path):
                   f'{module} username="nobody" password="{s.zookeeper_password}";'):  # fmt: skip
         refused = _zookeeper_ls(s, tmp_path, login)
         assert f"[{s.pinot_cluster}" not in refused and f", {s.pinot_cluster}" not in refused, login
+
+
+def _handshake(port: int, client_cert: tuple[str, str] | None, ca: str) -> str:
+    """'ok' when a TLS connection to the port answers an HTTP/2 preface (gRPC), else the failure."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca)
+    context.set_alpn_protocols(["h2"])
+    if client_cert:
+        context.load_cert_chain(*client_cert)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_sock,
+        ):
+            tls_sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            frame = tls_sock.recv(9)
+            settings_frame = len(frame) == 9 and frame[3] == 0x04  # the server's HTTP/2 SETTINGS: it is gRPC
+            return "ok" if settings_frame else f"answer {frame!r}"
+    except (OSError, ssl.SSLError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_seaweedfs_grpc_ports_refuse_callers_without_the_stack_s_certificate(stack, tmp_path):
+    """The master's, volume's and filer's gRPC ports would serve files and metadata to anyone; with mutual
+    TLS a caller without the stack's certificate is refused at the handshake."""
+    from lakehouse.security import tls
+    from lakehouse.stack.services import ObjectStore
+
+    s = stack
+    weed = process.read_record(s.home / "run", "objectstore")
+    http = set(ObjectStore().ports(s))
+    grpc = sorted({c.laddr.port for c in psutil.Process(weed.pid).net_connections(kind="inet")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port not in http})  # fmt: skip
+    assert len(grpc) >= 3, grpc  # master, volume, filer (and the S3 gateway's)
+    cert = tls.paths(s.tls_dir)
+    key = s.home / "data" / "objectstore" / "grpc-key.pem"
+    stranger = tls.paths(tmp_path)  # a certificate for the same names the stack never made
+    tls.generate(stranger)
+    for port in grpc:
+        assert _handshake(port, (str(cert.cert), str(key)), str(cert.cert)) == "ok", port  # the stack's own
+        assert _handshake(port, None, str(cert.cert)) != "ok", port  # no client certificate
+        assert (
+            _handshake(port, (str(stranger.key_and_cert), str(stranger.key_and_cert)), str(cert.cert)) != "ok"
+        )

@@ -261,9 +261,25 @@ class ObjectStore(Service):
         keys = {name: hmac.new(s.s3_secret_key.encode(), name.encode(), hashlib.sha256).hexdigest()
                 for name in ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")}  # fmt: skip
         write_private(data / "security.toml",
-                      "".join(f'[{name}]\nkey = "{key}"\nexpires_after_seconds = 60\n\n' for name, key in keys.items()))  # fmt: skip
+                      "".join(f'[{name}]\nkey = "{key}"\nexpires_after_seconds = 60\n\n' for name, key in keys.items())
+                      + self._grpc_tls(s, data, log))  # fmt: skip
         env = {"AWS_ACCESS_KEY_ID": s.s3_access_key, "AWS_SECRET_ACCESS_KEY": s.s3_secret_key}
         return Launch(cmd=cmd, env=env, cwd=data)
+
+    GRPC_ROLES = ("master", "volume", "filer", "s3", "msg_broker", "admin", "worker", "client")
+
+    def _grpc_tls(self, s, data: Path, log) -> str:
+        """security.toml's gRPC section: mutual TLS with the stack's certificate (lakehouse.security.tls) on
+        every gRPC port (the master's, volume's and filer's serve files and metadata to any caller
+        otherwise); a caller without that certificate and key is refused at the handshake."""
+        from lakehouse.security import tls
+
+        cert = tls.ensure(s.tls_dir, log)
+        pem = cert.key_and_cert.read_text()
+        key = data / "grpc-key.pem"
+        write_private(key, pem[: pem.index("-----BEGIN CERTIFICATE-----")])
+        roles = "".join(f'[grpc.{role}]\ncert = "{cert.cert}"\nkey = "{key}"\n\n' for role in self.GRPC_ROLES)
+        return f'[grpc]\nca = "{cert.cert}"\n\n' + roles
 
     def _client(self, s):
         from lakehouse.resources.lake import s3_client
