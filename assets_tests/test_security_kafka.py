@@ -26,6 +26,7 @@ def refused(conf: dict) -> set[str]:
         admin.list_topics(timeout=8)
     except KafkaException as exc:
         errors.add(exc.args[0].name())
+        admin.poll(3)  # the client's errors (an authentication failure) arrive through its callback
         return errors
     return errors if "_AUTHENTICATION" in errors else set()
 

@@ -277,40 +277,26 @@ def test_a_service_gets_only_its_own_secrets_in_its_environment(stack):
     assert s.trino_password.encode() not in environ and checked == 6
 
 
-def _zookeeper_ls(s, tmp_path: Path, login: str | None, timeout: float = 25) -> str:
-    """What `ls /` prints with ZooKeeper's own command-line client, logging in with the JAAS `Client` line
-    given (a client whose session is closed keeps retrying: what it printed until the time-out)."""
-    from lakehouse.stack import fetch
-    from lakehouse.stack.services import default_java
+def test_zookeeper_refuses_clients_without_the_stack_s_certificate(stack, tmp_path):
+    """Pinot's cluster state (table configs included) is in ZooKeeper: its only client port takes mutual TLS
+    with the stack's certificate (Pinot itself connects so: the stack is up)."""
+    import socket
 
-    options = []
-    if login is not None:
-        jaas = tmp_path / "client-jaas.conf"
-        jaas.write_text(f"Client {{\n  {login}\n}};\n")
-        options = [f"-Djava.security.auth.login.config={jaas}"]
-    libs = fetch.jar_set("zookeeper", s.cache_dir)
-    try:
-        done = subprocess.run([default_java(), *options, "-cp", f"{libs}/*", "org.apache.zookeeper.ZooKeeperMain",
-                               "-server", f"127.0.0.1:{s.zookeeper_port}", "ls", "/"],
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
-        return done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:
-        return (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
+    from lakehouse.security import tls
+    from lakehouse.stack.services import zookeeper_command
 
-
-def test_zookeeper_closes_sessions_that_do_not_authenticate(stack, tmp_path):
-    """Pinot's cluster state (table configs included) is in ZooKeeper: only Pinot's principal gets a session."""
     s = stack
-    module = "org.apache.zookeeper.server.auth.DigestLoginModule required"
-    right = f'{module} username="{s.zookeeper_user}" password="{s.zookeeper_password}";'
-    allowed = _zookeeper_ls(s, tmp_path, right)
-    assert s.pinot_cluster in allowed.stdout, (
-        allowed.stdout + allowed.stderr
-    )  # the listing, with Pinot's cluster
-    for login in (None, f'{module} username="{s.zookeeper_user}" password="wrong";',
-                  f'{module} username="nobody" password="{s.zookeeper_password}";'):  # fmt: skip
-        refused = _zookeeper_ls(s, tmp_path, login)
-        assert f"[{s.pinot_cluster}" not in refused and f", {s.pinot_cluster}" not in refused, login
+    assert zookeeper_command(s, b"ruok") == b"imok"  # the stack's certificate
+    stranger = tls.paths(tmp_path)  # a certificate for the same names the stack never made
+    tls.generate(stranger)
+    assert zookeeper_command(s, b"ruok", client_cert=stranger.key_and_cert) is None
+    with socket.create_connection(("127.0.0.1", s.zookeeper_port), timeout=5) as plain:  # no TLS at all
+        plain.sendall(b"ruok")
+        try:
+            answer = plain.recv(16)
+        except OSError:
+            answer = b""
+    assert answer != b"imok"
 
 
 def _handshake(port: int, client_cert: tuple[str, str] | None, ca: str) -> str:
@@ -343,12 +329,12 @@ def test_seaweedfs_grpc_ports_refuse_callers_without_the_stack_s_certificate(sta
 
     s = stack
     weed = process.read_record(s.home / "run", "objectstore")
-    http = set(ObjectStore().ports(s))
-    grpc = sorted({c.laddr.port for c in psutil.Process(weed.pid).net_connections(kind="inet")
-                   if c.status == psutil.CONN_LISTEN and c.laddr.port not in http})  # fmt: skip
-    assert len(grpc) >= 3, grpc  # master, volume, filer (and the S3 gateway's)
+    listening = {c.laddr.port for c in psutil.Process(weed.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}  # fmt: skip
+    grpc = sorted(port + 10000 for port in ObjectStore().ports(s))  # SeaweedFS: each HTTP port + 10000
+    assert set(grpc) <= listening, (grpc, listening)  # master, filer, volume and the S3 gateway
     cert = tls.paths(s.tls_dir)
-    key = s.home / "data" / "objectstore" / "grpc-key.pem"
+    key = s.home / "data" / "objectstore" / "grpc" / "key.pem"
     stranger = tls.paths(tmp_path)  # a certificate for the same names the stack never made
     tls.generate(stranger)
     for port in grpc:

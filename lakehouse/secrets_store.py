@@ -33,7 +33,6 @@ SECRET_FIELDS = (
     "pinot_admin_password",
     "pinot_reader_password",
     "connect_password",
-    "zookeeper_password",
     "kafka_admin_password",
     "kafka_landing_password",
     "kafka_producer_password",

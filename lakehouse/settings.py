@@ -262,8 +262,6 @@ class LakehouseSettings(BaseSettings):
 
     # Apache Pinot (real-time tables) and the ZooKeeper that holds its cluster state
     zookeeper_port: Port = 2181
-    zookeeper_user: str = Field("pinot", description="ZooKeeper principal of Pinot (SASL DIGEST-MD5)")
-    zookeeper_password: str = Field(description="password of zookeeper_user (generated)")
     pinot_controller_port: Port = 9000
     pinot_broker_port: Port = 8099
     pinot_server_port: Port = 8098

@@ -87,13 +87,11 @@ def jaas_login(
 ) -> str:
     """For a JVM that logs its Kafka clients' configuration (Trino) or cannot resolve config providers
     (Pinot's Kafka 2.8 client): the JVM option naming a 0600 JAAS file whose `KafkaClient` section its
-    Kafka clients log in with, when their settings (java_client_settings) hold no `sasl.jaas.config`;
-    `sections`: more login sections of that JVM ({name: login module line}, e.g. ZooKeeper's `Client`)."""
+    Kafka clients log in with, when their settings (java_client_settings) hold no `sasl.jaas.config`."""
     from lakehouse.secrets_store import write_private
 
-    entries = {**({"KafkaClient": jaas(s, client)} if secured(s) else {}), **(sections or {})}
-    path = folder / "jaas.conf"
-    write_private(path, "".join(f"{name} {{\n  {line}\n}};\n" for name, line in entries.items()))
+    path = folder / "kafka-jaas.conf"
+    write_private(path, f"KafkaClient {{\n  {jaas(s, client)}\n}};\n" if secured(s) else "")
     return f"-Djava.security.auth.login.config={path}"
 
 
@@ -174,9 +172,10 @@ def grants(s: LakehouseSettings) -> list[tuple[str, str, str, str, list[str]]]:
     ]
 
 
-def install(s: LakehouseSettings, log=print, extra: list | None = None) -> None:
+def install(s: LakehouseSettings, log=print, extra: list | None = None, prune: bool = False) -> None:
     """Create or update every client's SCRAM credentials, then their ACLs (as the super user, over PLAIN);
-    `extra`: more grants in the form of `grants()` (a test namespace's topics, say)."""
+    `extra`: more grants in the form of `grants()` (a test namespace's topics, say); `prune` (`stack up`):
+    remove the clients' ACLs that are not granted (any more), e.g. after a narrowing of `grants()`."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import (
         AclBinding,
@@ -208,8 +207,40 @@ def install(s: LakehouseSettings, log=print, extra: list | None = None) -> None:
                 future.result(30)
         for future in admin.create_acls(bindings).values():
             future.result(30)
+        stale = _stale_acls(admin, s, bindings) if prune else []
+        for future in admin.delete_acls(stale).values() if stale else []:
+            future.result(30)
     except KafkaException as exc:
         raise StackError(f"Kafka refused the principals' credentials or ACLs: {exc}",
                          fix="read `lakehouse stack logs kafka`; remove .lakehouse/data/kafka if its "
                          "metadata predates SASL (its topics are lost)") from exc  # fmt: skip
-    log(f"  Kafka: {len(CLIENTS)} SCRAM principals, {len(bindings)} ACLs")
+    log(
+        f"  Kafka: {len(CLIENTS)} SCRAM principals, {len(bindings)} ACLs"
+        + (f", {len(stale)} no longer granted removed" if stale else "")
+    )
+
+
+def _key(binding) -> tuple:
+    return (binding.restype, binding.name, binding.resource_pattern_type, binding.principal, binding.host,
+            binding.operation, binding.permission_type)  # fmt: skip
+
+
+def _stale_acls(admin, s: LakehouseSettings, wanted: list) -> list:
+    """Filters matching exactly the ACLs of the clients' principals that `wanted` does not hold."""
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    keep = {_key(b) for b in wanted}
+    stale = []
+    for client in CLIENTS[1:]:  # not the super user's
+        query = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{s.kafka_principal(client)[0]}",
+                                 None, AclOperation.ANY, AclPermissionType.ANY)  # fmt: skip
+        for binding in admin.describe_acls(query).result(30):
+            if _key(binding) not in keep:
+                stale.append(AclBindingFilter(*_key(binding)))
+    return stale

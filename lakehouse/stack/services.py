@@ -276,9 +276,13 @@ class ObjectStore(Service):
 
         cert = tls.ensure(s.tls_dir, log)
         pem = cert.key_and_cert.read_text()
-        key = data / "grpc-key.pem"
-        write_private(key, pem[: pem.index("-----BEGIN CERTIFICATE-----")])
-        roles = "".join(f'[grpc.{role}]\ncert = "{cert.cert}"\nkey = "{key}"\n\n' for role in self.GRPC_ROLES)
+        split = pem.index("-----BEGIN CERTIFICATE-----")
+        # SeaweedFS wants the certificate and the key in one folder, and serves gRPC in clear when it
+        # cannot load them (a warning in its log): the test of the gRPC ports catches that
+        key, leaf = data / "grpc" / "key.pem", data / "grpc" / "cert.pem"
+        write_private(key, pem[:split])
+        write_private(leaf, pem[split:])
+        roles = "".join(f'[grpc.{role}]\ncert = "{leaf}"\nkey = "{key}"\n\n' for role in self.GRPC_ROLES)
         return f'[grpc]\nca = "{cert.cert}"\n\n' + roles
 
     def _client(self, s):
@@ -718,7 +722,9 @@ class Kafka(Service):
         from lakehouse.security import kafka_access
 
         if kafka_access.secured(s):  # a PLAINTEXT broker of docker compose has no authorizer to fill
-            kafka_access.install(s, log)
+            # the main namespace's `stack up` also removes ACLs no longer granted; a namespace's
+            # (LAKEHOUSE_SCHEMA_PREFIX) only adds its own, leaving the main one's and the others' alone
+            kafka_access.install(s, log, prune=not s.schema_prefix)
 
 
 class Connect(Service):
@@ -928,25 +934,36 @@ PINOT_OPENS = tuple(  # Pinot 0.11 was built for Java 11; Java 17 needs these fo
 
 
 class ZooKeeper(Service):
+    """ZooKeeper holds Pinot's cluster state, table configs included: its client port takes mutual TLS with
+    the stack's certificate only (a 3.9 server; Pinot's 3.5 client logs in with the same certificate), so
+    no local process can rewrite Pinot's tables behind its authenticated controller. (SASL would not do:
+    Pinot 0.11's Helix client never counts a SASL-authenticated session as connected.)"""
+
     name = "zookeeper"
     description = "Apache ZooKeeper (Pinot's cluster state)"
 
     def ports(self, s):
-        return {s.zookeeper_port: "ZooKeeper client"}
+        return {s.zookeeper_port: "ZooKeeper client (TLS)"}
 
     def fetch(self, s, log):
-        fetch.jar_set("pinot", s.cache_dir, log=log)
+        fetch.jar_set("zookeeper", s.cache_dir, log=log)
 
     def prepare(self, s, log):
+        from lakehouse.security import tls
+
         libs = fetch.jar_set("zookeeper", s.cache_dir, log=log)
         conf_dir = s.home / "zookeeper"
         data = self.data_dir(s)
         data.mkdir(parents=True, exist_ok=True)
+        cert = tls.ensure(s.tls_dir, log)
         cfg = conf_dir / "zoo.cfg"
         _write(cfg, _properties({
             "dataDir": data,
-            "clientPort": s.zookeeper_port,
-            "clientPortAddress": "127.0.0.1",
+            "serverCnxnFactory": "org.apache.zookeeper.server.NettyServerCnxnFactory",
+            "secureClientPort": s.zookeeper_port,  # no plain client port at all
+            "secureClientPortAddress": "127.0.0.1",
+            **zookeeper_tls(cert, "ssl."),
+            "ssl.clientAuth": "need",
             "tickTime": 2000,
             "initLimit": 10,
             "syncLimit": 5,
@@ -954,31 +971,67 @@ class ZooKeeper(Service):
             "admin.enableServer": "false",
             "4lw.commands.whitelist": "ruok,srvr,mntr",
             "autopurge.purgeInterval": 1,
-            # every session authenticates (SASL DIGEST-MD5, the users in the JAAS file below) or is closed
-            "authProvider.sasl": "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
-            "enforce.auth.enabled": "true",
-            "enforce.auth.schemes": "sasl",
         }))  # fmt: skip
-        from lakehouse.secrets_store import write_private
-        from lakehouse.security.kafka_access import jaas_escape
-
-        jaas = conf_dir / "jaas.conf"
-        write_private(jaas, "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  "
-                            f'user_{s.zookeeper_user}="{jaas_escape(s.zookeeper_password)}";\n}};\n')  # fmt: skip
         log4j = s.home / "kafka" / "log4j2.properties"
-        cmd = [default_java(), loopback_agent(s), "-Xmx256m", "-Xms64m", f"-Djava.security.auth.login.config={jaas}",
-               f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*",
-               "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]  # fmt: skip
+        cmd = [default_java(), loopback_agent(s), "-Xmx256m", "-Xms64m", f"-Dlog4j2.configurationFile={log4j}",
+               "-cp", f"{libs}/*", "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
     def health(self, s):
+        answer = zookeeper_command(s, b"ruok")
+        if answer is None:
+            return f"client port {s.zookeeper_port} not answering yet (TLS)"
+        return None if answer == b"imok" else f"answers {answer!r} to ruok"
+
+    def served_elsewhere(self, s):
+        """docker compose's ZooKeeper answers on a plain port (its Pinot connects without TLS)."""
+        if self.health(s) is None:
+            return True
         try:
             with socket.create_connection(("127.0.0.1", s.zookeeper_port), timeout=2) as conn:
                 conn.sendall(b"ruok")
-                answer = conn.recv(16)
+                return conn.recv(16) == b"imok"
         except OSError:
-            return f"client port {s.zookeeper_port} not answering yet"
-        return None if answer == b"imok" else f"answers {answer!r} to ruok"
+            return False
+
+
+def zookeeper_tls(cert, prefix: str) -> dict[str, str]:
+    """ZooKeeper's TLS settings (`ssl.` in zoo.cfg, `zookeeper.ssl.` as a client's system properties): the
+    stack's certificate and key, and the same certificate as the only one trusted."""
+    return {f"{prefix}keyStore.location": str(cert.key_and_cert), f"{prefix}keyStore.type": "PEM",
+            f"{prefix}trustStore.location": str(cert.cert), f"{prefix}trustStore.type": "PEM"}  # fmt: skip
+
+
+def zookeeper_client_options(s: LakehouseSettings) -> tuple[str, ...]:
+    """JVM options of a ZooKeeper client of the local stack (Pinot): TLS with the stack's certificate."""
+    from lakehouse.security import tls
+
+    cert = tls.paths(s.tls_dir)
+    props = {"zookeeper.client.secure": "true", "zookeeper.clientCnxnSocket": "org.apache.zookeeper.ClientCnxnSocketNetty",
+             "zookeeper.ssl.protocol": "TLSv1.3",  # what the 3.9 server takes (a 3.5 client would offer 1.2)
+             **zookeeper_tls(cert, "zookeeper.ssl.")}  # fmt: skip
+    return tuple(f"-D{k}={v}" for k, v in props.items())
+
+
+def zookeeper_command(s: LakehouseSettings, word: bytes, client_cert: Path | None = None) -> bytes | None:
+    """A four-letter command over the TLS client port, presenting `client_cert` (key and certificate PEM;
+    default: the stack's); None when nothing answers."""
+    import ssl
+
+    from lakehouse.security import tls
+
+    cert = tls.paths(s.tls_dir)
+    try:
+        context = ssl.create_default_context(cafile=str(cert.cert))
+        context.load_cert_chain(str(client_cert or cert.key_and_cert))
+        with (
+            socket.create_connection(("127.0.0.1", s.zookeeper_port), timeout=3) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as conn,
+        ):
+            conn.sendall(word)
+            return conn.recv(16)
+    except (OSError, ssl.SSLError):
+        return None
 
 
 class Pinot(Service):
@@ -1014,15 +1067,11 @@ class Pinot(Service):
         token = (
             "Basic " + base64.b64encode(f"{s.pinot_admin_user}:{s.pinot_admin_password}".encode()).decode()
         )
-        from lakehouse.security.kafka_access import jaas_escape, jaas_login
+        from lakehouse.security.kafka_access import jaas_login
 
         # its consumers' Kafka login: a JAAS file (0600); the table configs, which any Pinot reader sees,
         # name the mechanism only (lakehouse/realtime/pinot.py)
-        zk_login = (
-            "org.apache.zookeeper.server.auth.DigestLoginModule required "
-            f'username="{jaas_escape(s.zookeeper_user)}" password="{jaas_escape(s.zookeeper_password)}";'
-        )
-        kafka_jaas = jaas_login(s, "pinot", conf_dir, sections={"Client": zk_login})  # Kafka and ZooKeeper
+        kafka_jaas = jaas_login(s, "pinot", conf_dir)
         principals = {s.pinot_admin_user: (s.pinot_admin_password, "READ,CREATE,UPDATE,DELETE"),
                       s.pinot_reader_user: (s.pinot_reader_password, "READ")}  # fmt: skip
         configs = {
@@ -1101,7 +1150,7 @@ class Pinot(Service):
         cmd = java_command(default_java(), s.pinot_heap, log4j, f"{libs}/*:{functions}",
                            "org.apache.pinot.tools.admin.PinotAdministrator", "StartServiceManager",
                            "-zkAddress", f"127.0.0.1:{s.zookeeper_port}", "-clusterName", s.pinot_cluster,
-                           "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=(*PINOT_OPENS, kafka_jaas),
+                           "-port", "-1", "-bootstrapConfigPaths", *paths, jvm_options=(*PINOT_OPENS, kafka_jaas, *zookeeper_client_options(s)),
                            agent=loopback_agent(s))  # fmt: skip
         return Launch(cmd=cmd, cwd=conf_dir)
 
