@@ -21,6 +21,7 @@ from lakehouse.cdc.pipeline import DEAD_LETTERS_TABLE, apply_table, land_changes
 from lakehouse.cdc.workload import connect, run_workload
 from lakehouse.resources import KafkaResource, LakeResource, build_resources
 from lakehouse.resources.kafka import ensure_topic, make_producer
+from lakehouse.security import kafka_access
 from lakehouse.security.kafka_access import client_config
 from lakehouse.stack import manager
 
@@ -38,6 +39,8 @@ def test_unusable_change_records_become_dead_letters_exactly_once(namespace):
     s = namespace.settings
     prefix = s.schema_prefix.rstrip("_")
     kafka = KafkaResource.from_settings(s, "admin", cdc_topic_prefix=prefix, cdc_schema=s.cdc_schema)
+    # the landings' grants on this test's change topics, as `stack up` makes them for a CDC prefix
+    kafka_access.install(s.model_copy(update={"cdc_topic_prefix": prefix}), log=lambda *_: None)
     lake = LakeResource.from_settings(s)
     orders, coupons = kafka.cdc_topic("orders"), kafka.cdc_topic("coupons")
     for topic in (orders, coupons):

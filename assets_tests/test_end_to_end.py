@@ -250,7 +250,8 @@ def live_orders(namespace, produced):
                "reason": ("burst", "amount")[i % 2], "amount": 250.0 + i, "usual_amount": 40.0,
                "purchases_in_window": 5, "event_time_ms": now_ms - i * 1000} for i in range(3)]  # fmt: skip
     produce(s, s.realtime_topic("purchase_alerts"),
-            [Message(str(a["user_id"]).encode(), json.dumps(a).encode(), "event") for a in alerts], progress=False)  # fmt: skip
+            [Message(str(a["user_id"]).encode(), json.dumps(a).encode(), "event") for a in alerts], progress=False,
+            client="admin")  # fmt: skip  # the stream job's topic: the test writes as the admin
     pinot = PinotClient.from_settings(s)
     wait_until(lambda: pinot.count(s.pinot_table("merchant_orders"), "WHERE created_at > now() - 300000") > 0,
                120, "recent orders in Pinot's merchant_orders")  # fmt: skip

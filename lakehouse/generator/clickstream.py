@@ -192,15 +192,21 @@ def deliveries(events: list[dict], config: DeliveryConfig) -> list[Message]:
 
 
 def produce(
-    settings: LakehouseSettings, topic: str, messages: list[Message], rate: float = 0.0, progress: bool = True
+    settings: LakehouseSettings,
+    topic: str,
+    messages: list[Message],
+    rate: float = 0.0,
+    progress: bool = True,
+    client: str = "producer",
 ) -> int:
     """Send messages to Kafka (keyed by user), creating the topic if needed; returns the delivered count.
 
-    `rate` limits the messages per second (0: as fast as the broker takes them)."""
+    `rate` limits the messages per second (0: as fast as the broker takes them); `client`: the Kafka
+    principal (kafka_access.CLIENTS) sending them, the events' producer by default."""
     from lakehouse.resources.kafka import ensure_topic, make_producer
     from lakehouse.security.kafka_access import client_config
 
-    conf = client_config(settings, "producer")
+    conf = client_config(settings, client)
     ensure_topic(conf, topic, settings.events_partitions)
     producer = make_producer(conf)
     failures: list[str] = []
