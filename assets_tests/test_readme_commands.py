@@ -52,8 +52,11 @@ def test_the_readme_shows_commands():
 
 def run(command: str, env: dict) -> subprocess.CompletedProcess:
     if command in FOLLOWING:
+        # SIGINT at its default, as in a terminal: a runner started in the background (`... &` without job
+        # control) passes it on ignored, and Python then never raises KeyboardInterrupt
         proc = subprocess.Popen(shlex.split(command), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
         time.sleep(20)
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=120)
