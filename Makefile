@@ -69,7 +69,8 @@ lint: $(BIN)/.installed  ## ruff over the code
 unit: $(BIN)/.installed  ## tests that need no running service
 	@$(BIN)/pytest -m "not stack"
 
-test: setup lint  ## the whole suite on the live stack (starts it if needed)
+test: export LAKEHOUSE_STACK_WITHOUT ?= dagster-daemon
+test: setup lint  ## the whole suite on the live stack (starts it if needed; no automation daemon)
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/pytest
 
@@ -89,9 +90,9 @@ bench-realtime: setup  ## benchmark: Pinot dashboard queries at 50/s, event-to-q
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/python benchmarks/bench_realtime.py
 
-ui: setup  ## the Dagster UI on the materialized data
+ui: setup  ## the stack with Dagster's webserver, daemon and code server; opens the UI
 	@$(BIN)/lakehouse stack up
-	@$(BIN)/dagster dev -h 127.0.0.1 -p $${LAKEHOUSE_DAGSTER_PORT:-3000} -w workspace.yaml
+	@$(BIN)/lakehouse ui
 
 docs: setup  ## serve the dbt docs site the pipeline built (http://127.0.0.1:8580)
 	@$(BIN)/lakehouse docs

@@ -50,6 +50,9 @@ def stack() -> Iterator[LakehouseSettings]:
 
     settings = get_settings()
     manager.up(settings)
+    if "dagster-daemon" in manager.left_out(settings):
+        # automation would write the main namespace under the tests' feet: a user's daemon pauses for the session
+        manager.down(settings, ["dagster-daemon"], log=lambda _: None)
     yield settings
 
 
@@ -254,7 +257,7 @@ def _stack_roots() -> set[int]:
     """The pids of the stack's running services (recorded under <home>/run): shared by every test, they and
     what they start (a database's backends, say) are not leftovers, even when a test restarted them."""
     from lakehouse.stack import process
-    from lakehouse.stack.services import SERVICES
+    from lakehouse.stack.registry import SERVICES
 
     run_dir = get_settings().home / "run"
     records = [process.read_record(run_dir, svc.name) for svc in SERVICES]

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from lakehouse.settings import REPO_ROOT, LakehouseSettings
-from lakehouse.stack.services import SERVICES
+from lakehouse.stack.registry import SERVICES
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 

@@ -64,14 +64,15 @@ def test_every_kafka_fed_table_is_written_by_one_run_at_a_time(tmp_path):
     import yaml
 
     from lakehouse.definitions import defs
-    from lakehouse.stack.manager import ensure_dagster_instance
+    from lakehouse.settings import get_settings
+    from lakehouse.stack.dagster_services import ensure_instance
 
     graph = defs.resolve_asset_graph()
     kafka_fed = ["raw/clickstream_events", "bronze/clickstream_events", "raw/cdc_orders", "silver/orders"]
     for key in kafka_fed:
         node = graph.get(dg.AssetKey(key.split("/")))
         assert node.pools, f"{key} has no concurrency pool"
-    config = yaml.safe_load(ensure_dagster_instance(tmp_path).read_text())
+    config = yaml.safe_load(ensure_instance(get_settings(), tmp_path).read_text())
     assert config["concurrency"]["pools"]["default_limit"] == 1
 
 

@@ -22,7 +22,8 @@ from botocore.exceptions import ClientError
 
 from lakehouse import secrets_store
 from lakehouse.stack import process
-from lakehouse.stack.services import SERVICES, Postgres
+from lakehouse.stack.registry import SERVICES
+from lakehouse.stack.services import Postgres
 
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 

@@ -14,7 +14,7 @@ from lakehouse.realtime.pinot import PINOT_TABLES, PinotClient
 from lakehouse.resources import LakeResource
 from lakehouse.stack import manager
 from lakehouse.stack.process import port_owner
-from lakehouse.stack.services import SERVICES
+from lakehouse.stack.registry import SERVICES
 
 pytestmark = pytest.mark.stack
 
@@ -26,6 +26,8 @@ def test_up_twice_is_a_no_op(stack):
     after = {r["service"]: r["pid"] for r in manager.status(stack)}
     assert before == after
     for svc in SERVICES:
+        if svc.name in manager.left_out(stack):  # LAKEHOUSE_STACK_WITHOUT (the daemon, under `make test`)
+            continue
         assert any(line.startswith(f"{svc.name}: already running") for line in lines), lines
     assert not any("starting" in line for line in lines), lines
 
@@ -57,7 +59,7 @@ def test_down_stops_everything_and_data_survives(stack):
     assert all(r["state"] == "stopped" for r in manager.status(stack))
 
     manager.up(stack, log=lambda _: None)
-    assert all(r["health"] == "healthy" for r in manager.status(stack))
+    assert all(r["health"] in ("healthy", "left out") for r in manager.status(stack))
     assert DeltaTable(uri, storage_options=lake.storage_options).to_pyarrow_table().column(
         "n"
     ).to_pylist() == [1, 2, 3]

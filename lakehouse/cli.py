@@ -27,7 +27,7 @@ def _stack(args: argparse.Namespace) -> int:
 
     s = get_settings()
     if args.action == "up":
-        manager.up(s, args.services or None)
+        manager.up(s, args.services or None, without=tuple(args.without))
         print("stack: up")
     elif args.action == "fetch":
         manager.fetch_all(s)
@@ -43,7 +43,7 @@ def _stack(args: argparse.Namespace) -> int:
         for r in rows:
             print("  ".join(r[c].ljust(widths[c]) for c in cols))
         print(f"logs: {s.home / 'logs'}/<service>.log")
-        return 0 if all(r["health"] == "healthy" for r in rows) else 3
+        return 0 if all(r["health"] in ("healthy", "left out") for r in rows) else 3
     elif args.action == "logs":
         for name in args.services or ["objectstore", "postgres", "kafka", "trino"]:
             print(f"==> {name} <==")
@@ -197,6 +197,26 @@ def _docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    """Print the webserver's address and open it in a browser when there is a display."""
+    import webbrowser
+
+    from lakehouse.stack.dagster_services import DagsterWebserver
+
+    s = get_settings()
+    web = DagsterWebserver()
+    problem = web.health(s)
+    if problem:
+        raise StackError(f"the Dagster webserver is not serving ({problem})",
+                         fix="start it with `lakehouse stack up` (or `make ui`)")  # fmt: skip
+    url = web.url(s)
+    print(f"Dagster UI: {url}  (webserver, daemon and code server are services of the stack: "
+          "`lakehouse stack status`, `lakehouse stack logs dagster-daemon`)")  # fmt: skip
+    if not args.no_browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        webbrowser.open(url)
+    return 0
+
+
 def _stream(args: argparse.Namespace) -> int:
     from lakehouse.realtime import flink
 
@@ -266,15 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="start, stop and inspect the local services",
-                           description="Run the local stack (SeaweedFS, PostgreSQL, Kafka, Kafka Connect with Debezium, Trino, ZooKeeper, "
-                           "Pinot) as "
-                           "processes on 127.0.0.1. Data survives down/up; downloads are cached.")  # fmt: skip
+                           description="Run the local stack (SeaweedFS, PostgreSQL, the Hive Metastore, Kafka, Kafka "
+                           "Connect with Debezium, Trino, ZooKeeper, Pinot, Superset, and Dagster's code server, "
+                           "daemon and webserver) as processes on 127.0.0.1. Data survives down/up; downloads are cached.")  # fmt: skip
     stack.add_argument(
         "action",
         choices=["up", "down", "status", "logs", "fetch"],
         help="fetch: download everything (servers, jars) without starting anything",
     )
     stack.add_argument("services", nargs="*", help="only these services (default: all, in order)")
+    stack.add_argument("--without", action="append", default=[], metavar="SERVICE",
+                       help="up: leave this service out (repeatable), e.g. --without dagster-daemon for a stack "
+                            "on which nothing but you starts runs (the test suite does)")  # fmt: skip
     stack.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (logs)")
     stack.set_defaults(func=_stack)
 
@@ -373,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "(LAKEHOUSE_DOCS_PORT, default 8580).")  # fmt: skip
     docs.add_argument("--port", type=int, default=None, help="port (default: LAKEHOUSE_DOCS_PORT)")
     docs.set_defaults(func=_docs)
+
+    ui = sub.add_parser("ui", help="open the Dagster UI (the stack's webserver)",
+                        description="Checks that the stack's Dagster webserver answers, prints its address "
+                        "(LAKEHOUSE_DAGSTER_PORT, default 3000) and opens it in a browser when there is a display.")  # fmt: skip
+    ui.add_argument("--no-browser", action="store_true", help="only print the address")
+    ui.set_defaults(func=_ui)
 
     stream = sub.add_parser("stream", help="the PyFlink stream jobs: start, stop, status",
                             description="Runs the jobs of streaming/jobs as local processes (a Flink mini-cluster "

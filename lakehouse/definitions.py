@@ -43,6 +43,7 @@ from lakehouse.lifecycle.assets import (
     wal_shipping,
     wal_shipping_schedule,
 )
+from lakehouse.policies import check_pool_limits
 from lakehouse.realtime.assets import (
     landed_checks,
     pinot_lag_checks,
@@ -135,3 +136,4 @@ defs = dg.Definitions(
     ],
     resources={**build_resources(settings, env_secrets=True), "dbt": dbt_resource()},
 )
+check_pool_limits(defs, settings.dagster_pool_limits)

@@ -15,12 +15,11 @@ from lakehouse.stack.errors import StackError
 
 
 def dagster_env(s: LakehouseSettings) -> dict[str, str]:
-    """Environment for dagster commands: a persistent instance under the stack's home."""
-    from lakehouse.stack.manager import ensure_dagster_instance
+    """Environment for dagster commands: the stack's instance (storage in PostgreSQL, as the webserver's)."""
+    from lakehouse.stack.dagster_services import ensure_instance, storage_environment
 
-    home = s.home / "dagster"
-    ensure_dagster_instance(home)
-    return {**os.environ, "DAGSTER_HOME": str(home)}
+    ensure_instance(s)
+    return {**os.environ, **storage_environment(s)}
 
 
 # The whole graph but the lifecycle (archival, backups, drills), which runs on its own schedules: archiving

@@ -15,3 +15,22 @@ STREAMING_FRESHNESS = dg.FreshnessPolicy.time_window(
 DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=24))
 
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
+
+# Spark: a session takes a core and a gigabyte. Its steps share one pool, its runs carry this tag, and the
+# instance admits LAKEHOUSE_DAGSTER_SPARK_RUNS such runs at once (dagster.yaml's tag concurrency limit).
+SPARK_POOL = "spark"
+SPARK_RUN_TAG = ("lakehouse/engine", "spark")
+
+
+def check_pool_limits(defs: dg.Definitions, limits: dict[str, int]) -> None:
+    """Refuse, when the code location loads, a per-pool limit (LAKEHOUSE_DAGSTER_POOL_LIMITS) naming a pool
+    no asset uses: a typo would otherwise leave the real pool at the default, silently."""
+    pools = {pool for node in defs.resolve_asset_graph().asset_nodes for pool in node.pools}
+    for job in defs.get_repository_def().get_all_jobs():  # ops of op jobs (table maintenance) have pools too
+        pools |= {node.pool for node in job.graph.node_defs if getattr(node, "pool", None)}
+    unknown = sorted(set(limits) - pools)
+    if unknown:
+        raise dg.DagsterInvalidDefinitionError(
+            f"LAKEHOUSE_DAGSTER_POOL_LIMITS names {', '.join(map(repr, unknown))}, which no asset uses as its "
+            f"concurrency pool. The pools are: {', '.join(sorted(pools))}. Fix the name or remove it."
+        )

@@ -33,6 +33,7 @@ SECRET_FIELDS = (
     "pinot_admin_password",
     "pinot_reader_password",
     "connect_password",
+    "dagster_db_password",
     "kafka_admin_password",
     "kafka_landing_password",
     "kafka_producer_password",

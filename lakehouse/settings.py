@@ -150,6 +150,11 @@ class LakehouseSettings(BaseSettings):
 
     # Where the local stack keeps its data, logs and pid files, and where downloads are cached.
     home: Path = Field(REPO_ROOT / ".lakehouse", description="data, logs and pid files of the local stack")
+    stack_without: str = Field(
+        "",
+        description="services `lakehouse stack up` leaves out unless named, comma-separated (`make test` sets "
+        "dagster-daemon: nothing but the tests starts runs)",
+    )
     cache_dir: Path = Field(Path.home() / ".cache" / "lakehouse", description="downloaded archives and jars")
 
     # Object store (S3 API)
@@ -378,9 +383,44 @@ class LakehouseSettings(BaseSettings):
     )
     pg_restore_port: Port = Field(5439, description="port of the scratch PostgreSQL a restore drill starts")
 
-    # Dagster UI
-    dagster_port: Port = 3000
+    # Dagster as it runs in production: webserver, daemon and code server, storage in PostgreSQL
+    dagster_port: Port = Field(3000, description="port of the Dagster webserver (the UI, `make ui`)")
+    dagster_code_port: Port = Field(4266, description="port of the Dagster code server (gRPC)")
+    dagster_db: str = Field("lakehouse_dagster", description="Dagster's run, event-log and schedule storage "
+                            "database in PostgreSQL")  # fmt: skip
+    dagster_db_user: str = Field("lakehouse_dagster", description="PostgreSQL role owning dagster_db")
+    dagster_db_password: str = Field(description="password of dagster_db_user (generated)")
+    dagster_max_concurrent_runs: int = Field(4, ge=1, description="runs in progress at once (the rest queue)")
+    dagster_spark_runs: int = Field(1, ge=1, description="runs tagged `lakehouse/engine=spark` in progress at "
+                                    "once: a Spark session takes a core and a gigabyte")  # fmt: skip
+    dagster_pool_limit: int = Field(1, ge=1, description="steps of one concurrency pool in progress at once "
+                                    "(a pool per Kafka-fed table, `spark` for the Spark steps)")  # fmt: skip
+    dagster_pool_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description='a limit per pool, overriding dagster_pool_limit, as JSON: {"spark": 1}; an unknown pool '
+        "is refused when the code location loads",
+    )
+    dagster_run_retries: int = Field(2, ge=0, description="times a failed run is retried before it alerts")
+    dagster_run_start_timeout_seconds: int = Field(
+        300, ge=30, description="a run that has not started after this long is marked failed (run monitoring)"
+    )
+    dagster_max_runtime_seconds: int = Field(
+        6 * 3600,
+        ge=60,
+        description="a run still in progress after this long is marked failed (run monitoring)",
+    )
+    dagster_run_retention_days: int = Field(30, ge=1, description="days sensor and schedule ticks are kept")
     docs_port: Port = Field(8580, description="port of the dbt docs site (`make docs`)")
+
+    @field_validator("dagster_pool_limits")
+    @classmethod
+    def _pool_limits_positive(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        bad = {pool: limit for pool, limit in value.items() if limit < 1}
+        if bad:
+            raise ValueError(
+                f"{env_name(info.field_name)}: every pool needs a limit of at least 1, not {bad}"
+            )
+        return value
 
     @field_validator("archive_after_days")
     @classmethod

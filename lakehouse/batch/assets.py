@@ -20,7 +20,7 @@ from lakehouse.batch.sessions import SESSION_GAP_MINUTES, sessions
 from lakehouse.cdc.assets import silver_key
 from lakehouse.ingest.assets import BRONZE_KEY
 from lakehouse.lifecycle.archive import refuse_archived_source
-from lakehouse.policies import DAILY_FRESHNESS, DAILY_PARTITIONS, PLATFORM_OWNER
+from lakehouse.policies import DAILY_FRESHNESS, DAILY_PARTITIONS, PLATFORM_OWNER, SPARK_POOL
 from lakehouse.resources import LakehouseSparkResource, LakeResource, TrinoResource
 
 FUNNEL_KEY = dg.AssetKey(["silver", "product_funnel_daily"])
@@ -136,6 +136,7 @@ def enrich(context: dg.AssetExecutionContext, lake: LakeResource):
     partitions_def=DAILY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     can_subset=True,
+    pool=SPARK_POOL,
 )
 def silver_daily(
     context: dg.AssetExecutionContext, spark: LakehouseSparkResource, lake: LakeResource, trino: TrinoResource

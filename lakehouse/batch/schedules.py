@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from lakehouse.policies import DAILY_PARTITIONS
+from lakehouse.policies import DAILY_PARTITIONS, SPARK_RUN_TAG
 from lakehouse.resources import LakeResource
 from lakehouse.warehouse.assets import SILVER_DAILY_KEYS
 
@@ -13,6 +13,7 @@ daily_batch_job = dg.define_asset_job(
     "daily_batch",
     selection=dg.AssetSelection.assets(*SILVER_DAILY_KEYS) | dg.AssetSelection.groups("gold"),
     description="Silver daily tables (Spark) and the gold warehouse (dbt on Trino) for a range of days.",
+    tags=dict([SPARK_RUN_TAG]),
 )
 
 

@@ -7,9 +7,9 @@ are not backed up: the lake holds them (raw keeps every record's topic, partitio
 A topic restored from this file is a new incarnation with a new topic id and offsets from 0; the landing
 refuses to mix it with the old marks (`check_incarnation`), see the README's "Backups and restore drills".
 
-Dagster (`dagster/<stamp>.tar.gz`): the instance's SQLite storages copied with SQLite's online backup API
-(consistent while the daemon writes), plus dagster.yaml. Once the instance lives in PostgreSQL, the
-PostgreSQL backups hold it.
+Dagster (`dagster/<stamp>.tar.gz`): for an instance on SQLite, its storages copied with SQLite's online
+backup API (consistent while the daemon writes), plus dagster.yaml. The stack's instance lives in
+PostgreSQL (`lakehouse stack up` writes its dagster.yaml): the PostgreSQL base backups hold it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import yaml
 
 from lakehouse.lifecycle.cold_tier import LifecycleError, put_checked, require_bucket
 from lakehouse.lifecycle.delta_log import log_state
@@ -150,6 +152,12 @@ def backup_dagster(
 ) -> dict:
     """The instance's SQLite databases (online backup API: consistent while in use) and dagster.yaml."""
     home = home or dagster_home()
+    config = home / "dagster.yaml"
+    storage = (yaml.safe_load(config.read_text()) or {}).get("storage", {}) if config.exists() else {}
+    if "postgres" in storage:
+        database = storage["postgres"].get("postgres_db", {}).get("db_name", "?")
+        raise LifecycleError(f"the Dagster instance in {home} lives in PostgreSQL (database {database})",
+                             "nothing to copy here: the PostgreSQL base backups hold it")  # fmt: skip
     client = s3_client(s)
     require_bucket(client, s.backup_bucket, "backup", "LAKEHOUSE_BACKUP_BUCKET")
     databases = sorted(p for p in home.rglob("*.db") if p.is_file())

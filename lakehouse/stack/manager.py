@@ -15,7 +15,8 @@ from pathlib import Path
 from lakehouse.settings import LakehouseSettings
 from lakehouse.stack import fetch, process
 from lakehouse.stack.errors import StackError
-from lakehouse.stack.services import SERVICES, Service, by_name
+from lakehouse.stack.registry import SERVICES, by_name
+from lakehouse.stack.services import Service
 
 
 def _run_dir(s: LakehouseSettings) -> Path:
@@ -83,23 +84,6 @@ def _wait_healthy(s: LakehouseSettings, svc: Service, record: process.ProcessRec
         reason = svc.health(s)
 
 
-DAGSTER_INSTANCE = """# Written by `lakehouse stack up` (edit freely: it is only written when missing).
-# Every concurrency pool admits one step at a time: two runs never write one Kafka-fed table at once.
-concurrency:
-  pools:
-    default_limit: 1
-"""
-
-
-def ensure_dagster_instance(home: Path) -> Path:
-    """The Dagster instance's dagster.yaml in `home` (DAGSTER_HOME), written when missing."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / "dagster.yaml"
-    if not path.exists():
-        path.write_text(DAGSTER_INSTANCE)
-    return path
-
-
 # Folders below LAKEHOUSE_HOME that PostgreSQL (run as the `postgres` user when we are root) passes through
 # to its own folder: others may traverse them (mode 0711) but not list or read them.
 TRAVERSED = ("data", "run", "backups", "restore")
@@ -127,22 +111,41 @@ def secure_home(s: LakehouseSettings) -> None:
                 os.chmod(sub, 0o700)
 
 
-def up(s: LakehouseSettings, names: list[str] | None = None, log=print) -> None:
-    ensure_dagster_instance(Path(os.environ.get("DAGSTER_HOME") or s.home / "dagster"))
+def left_out(s: LakehouseSettings) -> tuple[str, ...]:
+    """The services `up` leaves out unless named (LAKEHOUSE_STACK_WITHOUT), each a known name."""
+    names = tuple(n.strip() for n in s.stack_without.split(",") if n.strip())
+    for name in names:
+        by_name(name)  # an unknown name is an error, not silently nothing
+    return names
+
+
+def up(
+    s: LakehouseSettings, names: list[str] | None = None, log=print, without: tuple[str, ...] = ()
+) -> None:
+    """Start the named services (default: all, but those in `without` and LAKEHOUSE_STACK_WITHOUT), one
+    after another."""
+    from lakehouse.stack.dagster_services import ensure_instance
+
+    ensure_instance(s)
+    without = (*without, *(() if names else left_out(s)))
     for folder in TRAVERSED:
         (s.home / folder).mkdir(parents=True, exist_ok=True)
     secure_home(s)
+    for name in without:
+        by_name(name)  # an unknown name is an error, not silently nothing
     for svc in _select(names):
+        if svc.name in without:
+            continue
         record = _live_record(s, svc, log)
         t0 = time.monotonic()
         if record and svc.refresh(s, log):
             log(f"{svc.name}: restarting pid {record.pid} to take its new configuration ...")
-            process.terminate(record)
+            process.terminate(record, timeout=svc.stop_timeout)
             process.drop_record(_run_dir(s), svc.name)
             record = None
         if record:
             log(f"{svc.name}: already running (pid {record.pid}), checking health ...")
-        elif process.port_owner(next(iter(svc.ports(s)))) and svc.served_elsewhere(s):
+        elif svc.ports(s) and process.port_owner(next(iter(svc.ports(s)))) and svc.served_elsewhere(s):
             log(f"{svc.name}: served by another process at {svc.url(s)} (e.g. docker compose); using it")
             svc.after_start(s, log)
             continue
@@ -182,7 +185,7 @@ def down(s: LakehouseSettings, names: list[str] | None = None, log=print) -> Non
             log(f"{svc.name}: not running")
             continue
         log(f"{svc.name}: stopping pid {record.pid} ...")
-        process.terminate(record)
+        process.terminate(record, timeout=svc.stop_timeout)
         process.drop_record(_run_dir(s), svc.name)
         log(f"{svc.name}: stopped")
 
@@ -193,7 +196,7 @@ def status(s: LakehouseSettings) -> list[dict[str, str]]:
         record = process.read_record(_run_dir(s), svc.name)
         ports = ",".join(str(p) for p in svc.ports(s))
         if record is None:
-            state, health, pid = "stopped", "-", "-"
+            state, health, pid = "stopped", "-" if svc.name not in left_out(s) else "left out", "-"
         elif not record.is_alive():
             state, health, pid = "dead (stale pid record)", "-", str(record.pid)
         else:

@@ -188,6 +188,7 @@ class Service:
     name: str = ""
     description: str = ""
     start_timeout: float = 120.0
+    stop_timeout: float = 60.0  # after SIGTERM, SIGKILL for whatever is left of the process tree
 
     def ports(self, s: LakehouseSettings) -> dict[int, str]:
         raise NotImplementedError
@@ -1299,23 +1300,3 @@ class Superset(Service):
         except requests.RequestException:
             return f"web port {s.superset_port} not answering yet"
         return None if answer.status_code == 200 else f"/health answers {answer.status_code}"
-
-
-SERVICES: list[Service] = [
-    ObjectStore(),
-    Postgres(),
-    HiveMetastore(),
-    Kafka(),
-    Connect(),
-    Trino(),
-    ZooKeeper(),
-    Pinot(),
-    Superset(),
-]
-
-
-def by_name(name: str) -> Service:
-    for svc in SERVICES:
-        if svc.name == name:
-            return svc
-    raise StackError(f"unknown service {name!r}", fix=f"choose from {', '.join(s.name for s in SERVICES)}")
