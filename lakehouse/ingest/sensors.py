@@ -1,6 +1,7 @@
 """Kafka sensors: request a run when topics have records beyond the last request.
 
-The cursor holds the end offset per topic partition seen at the last request; the run itself
+The cursor holds the end offset per topic partition seen at the last request (a tick that fails, e.g. on
+a principal Kafka refuses, leaves it as it was); the run itself
 reads from the offsets recorded in the Delta tables, so a skipped or repeated tick never loses or
 doubles data. One factory serves the clickstream and the CDC topics.
 """
@@ -13,7 +14,7 @@ import dagster as dg
 
 from lakehouse.ingest.assets import BRONZE_KEY, DEAD_LETTERS_KEY, RAW_KEY
 from lakehouse.resources import KafkaResource
-from lakehouse.resources.kafka import KafkaUnavailable
+from lakehouse.resources.kafka import KafkaForbidden, KafkaUnavailable
 from lakehouse.settings import get_settings
 
 clickstream_ingest_job = dg.define_asset_job(
@@ -50,8 +51,10 @@ def kafka_sensor(name: str, job, topics_of: Callable[[KafkaResource], list[str]]
         topics = topics_of(kafka)
         try:
             end = end_offsets(kafka, topics)
+        except KafkaForbidden:
+            raise  # a refused principal needs a person: the tick fails with the error, the cursor stays
         except KafkaUnavailable as exc:
-            return dg.SkipReason(str(exc))
+            return dg.SkipReason(str(exc))  # a broker that is down: the next tick looks again
         moved = new_offsets(context.cursor, end)
         if moved is None:
             return dg.SkipReason(f"no new records on {', '.join(topics)}")

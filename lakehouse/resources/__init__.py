@@ -1,5 +1,6 @@
 """Resources own all I/O and configuration; each is built from the one settings model."""
 
+from lakehouse.resources.alerts import AlertsResource
 from lakehouse.resources.kafka import KafkaResource
 from lakehouse.resources.lake import LakeResource
 from lakehouse.resources.pinot import PinotResource
@@ -21,4 +22,5 @@ def build_resources(s: LakehouseSettings, env_secrets: bool = False) -> dict:
         "spark": LakehouseSparkResource.from_settings(s),
         "pinot": PinotResource.from_settings(s, env_secrets=env_secrets),
         "superset": SupersetResource.from_settings(s, env_secrets=env_secrets),
+        "alerts": AlertsResource.from_settings(s, env_secrets=env_secrets),
     }

@@ -18,6 +18,11 @@ class KafkaUnavailable(StackError):
     """The broker or the topic is not there: says which, and how to fix it."""
 
 
+class KafkaForbidden(KafkaUnavailable):
+    """The broker answered but refused the principal (authentication, or an ACL): a person must act, waiting
+    does not help."""
+
+
 Conf = dict[str, str]  # librdkafka settings: the brokers and a principal's credentials (client_config)
 
 
@@ -28,7 +33,7 @@ def _admin(conf: Conf) -> AdminClient:
 def _unreachable(conf: Conf, exc: Exception) -> KafkaUnavailable:
     where = conf["bootstrap.servers"]
     if "SASL" in str(exc) or "uthentication" in str(exc):
-        return KafkaUnavailable(
+        return KafkaForbidden(
             f"Kafka at {where} refused principal {conf.get('sasl.username')!r} ({exc})",
             fix="check LAKEHOUSE_KAFKA_*_USER/_PASSWORD (or .lakehouse/secrets.env), LAKEHOUSE_KAFKA_SASL_MECHANISM "
             "and LAKEHOUSE_KAFKA_SECURITY_PROTOCOL; `lakehouse stack up kafka` re-creates the local principals",
@@ -51,7 +56,7 @@ def topic_partitions(conf: Conf, topic: str, timeout: float = 10.0) -> list[int]
         and meta.error is not None
         and meta.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     ):
-        raise KafkaUnavailable(
+        raise KafkaForbidden(
             f"Kafka principal {conf.get('sasl.username')!r} may not read topic {topic!r}",
             fix="grant it (lakehouse/security/kafka_access.py lists each principal's ACLs) and run `lakehouse stack up`",
         )

@@ -3,7 +3,8 @@
 | client   | principal (default) | may                                                                    |
 | -------- | ------------------- | ---------------------------------------------------------------------- |
 | admin    | admin               | everything (super user): the broker itself, `stack up`, backups        |
-| landing  | landing             | read the events, CDC, real-time and audit topics; its groups            |
+| landing  | landing             | read the events, CDC, real-time and audit topics; its groups; write the |
+|          |                     | alerts topic (the code location's principal: its alert sensors)         |
 | producer | clickstream         | write (and create) the events topic                                    |
 | connect  | debezium            | Kafka Connect: its `_connect-*` topics and group, write the CDC topics |
 | flink    | flink               | read the events topic, write the real-time topics (transactions)      |
@@ -153,6 +154,7 @@ def grants(s: LakehouseSettings) -> list[tuple[str, str, str, str, list[str]]]:
         ("landing", "TOPIC", "PREFIXED", rt, read),  # the stream jobs' outputs land in raw too
         ("landing", "TOPIC", "LITERAL", s.trino_audit_topic, read),
         ("landing", "GROUP", "LITERAL", "lakehouse-ingest", ["READ", "DESCRIBE"]),
+        ("landing", "TOPIC", "LITERAL", s.alerts_topic, ["WRITE", "DESCRIBE"]),  # the alert sensors
         ("landing", "GROUP", "PREFIXED", "lakehouse-probe-", ["READ", "DESCRIBE"]),
         ("producer", "TOPIC", "PREFIXED", s.events_topic, ["WRITE", "DESCRIBE", "CREATE"]),
         ("connect", "TOPIC", "PREFIXED", cdc, ["WRITE", "DESCRIBE", "CREATE", "DESCRIBE_CONFIGS"]),

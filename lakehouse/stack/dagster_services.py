@@ -178,16 +178,25 @@ class DagsterCode(DagsterService):
         try:
             sync_list_repositories_grpc(self._client(s))
         except Exception as exc:  # noqa: BLE001
-            return str(exc).strip()
+            return root_cause_text(exc)
         return None
 
     def after_start(self, s, log):
         error = self.load_error(s)
         if error:
-            raise StackError(f"the Dagster code location `{LOCATION}` failed to load:\n{error[-2500:]}",
+            raise StackError(f"the Dagster code location `{LOCATION}` failed to load:\n{error}",
                              fix="fix the error above (`lakehouse stack logs dagster-code`), then `lakehouse "
                                  "stack up` again: the code server reloads it")  # fmt: skip
         apply_pool_limits(s)
+
+
+def root_cause_text(exc: Exception, frames: int = 4) -> str:
+    """What a code location's load error comes down to: the innermost cause's message and its last stack
+    frames (the whole chain, with the code server's own frames first, buries the message)."""
+    from lakehouse.dagster_errors import summary
+
+    infos = getattr(exc, "user_code_process_error_infos", None) or []
+    return "\n".join(summary(info, frames) for info in infos) if infos else str(exc).strip()[-2500:]
 
 
 def apply_pool_limits(s: LakehouseSettings) -> None:

