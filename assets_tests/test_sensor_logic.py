@@ -18,3 +18,41 @@ def test_run_keys_are_deterministic_per_offsets():
     assert run_key("s", {"t:0": 3, "t:1": 1}) == run_key("s", {"t:1": 1, "t:0": 3})
     assert run_key("s", {"t:0": 3, "t:1": 1}) != run_key("s", {"t:0": 3, "t:1": 2})
     assert run_key("s", {"t:0": 3}).startswith("s@")
+
+
+def test_the_intraday_schedule_refreshes_today_and_skips_while_the_last_refresh_runs():
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    from lakehouse.batch.schedules import daily_batch_job, intraday_batch_schedule
+
+    when = datetime(2026, 3, 14, 9, 45, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        request = intraday_batch_schedule(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        )
+        assert request.partition_key == "2026-03-14" and request.run_key == f"intraday:{when.isoformat()}"
+        step = dg.op(name="noop")(lambda: None)
+
+        @dg.job(name=daily_batch_job.name)
+        def noop():
+            step()
+
+        run = instance.create_run_for_job(noop, tags={"dagster/schedule_name": "intraday_batch_schedule"})
+        assert run.status == dg.DagsterRunStatus.NOT_STARTED  # an unfinished refresh
+        skipped = intraday_batch_schedule(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        )
+        assert isinstance(skipped, dg.SkipReason) and run.run_id in skipped.skip_message
+
+
+def test_a_cadence_that_is_not_a_cron_is_refused(clean_env, monkeypatch):
+    import pytest
+
+    from lakehouse.settings import get_settings
+
+    monkeypatch.setenv("LAKEHOUSE_INTRADAY_CRON", "every 15 minutes")
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="LAKEHOUSE_INTRADAY_CRON: 'every 15 minutes' is not a cron"):
+        get_settings()

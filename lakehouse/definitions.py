@@ -9,6 +9,7 @@ from lakehouse.batch.schedules import (
     daily_batch_job,
     daily_batch_schedule,
     gold_automation_sensor,
+    intraday_batch_schedule,
     late_events_sensor,
 )
 from lakehouse.bi.assets import (
@@ -132,6 +133,7 @@ defs = dg.Definitions(
     schedules=[
         table_maintenance_schedule,
         daily_batch_schedule,
+        intraday_batch_schedule,
         lifecycle_archive_schedule,
         backup_schedule,
         wal_shipping_schedule,

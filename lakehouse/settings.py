@@ -410,10 +410,24 @@ class LakehouseSettings(BaseSettings):
         description="a run still in progress after this long is marked failed (run monitoring)",
     )
     dagster_run_retention_days: int = Field(30, ge=1, description="days sensor and schedule ticks are kept")
+    intraday_cron: str = Field(
+        "*/15 * * * *",
+        description="when today's silver and gold partitions are refreshed (UTC cron); "
+        "yesterday's are closed at 01:30 UTC",
+    )
     alerts_topic: str = Field(
         "ops.alerts", description="Kafka topic failed runs and failed freshness policies are alerted on"
     )
     docs_port: Port = Field(8580, description="port of the dbt docs site (`make docs`)")
+
+    @field_validator("intraday_cron")
+    @classmethod
+    def _a_cron(cls, value: str, info: ValidationInfo) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{env_name(info.field_name)}: {value!r} is not a cron schedule (e.g. '*/15 * * * *')")
+        return value
 
     @field_validator("dagster_pool_limits")
     @classmethod
