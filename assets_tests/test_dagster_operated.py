@@ -1,9 +1,12 @@
-"""The Dagster daemon killed at the sensor's crash windows loses no cursor and launches nothing twice; a
-sensor that raises reports the error in its tick and keeps its cursor.
+"""Dagster operated as in production, in a namespace of its own: the daemon killed at the sensor's crash
+windows loses no cursor and launches nothing twice; a sensor that raises reports the error in its tick and
+keeps its cursor; then the UI, tried in a real browser (Debian's chromium through Playwright): lineage,
+an asset's page, the sensor's ticks, a materialization launched from the UI.
 
-A namespace of its own: its topic and schemas, its Dagster instance (a database of its own in the stack's
-PostgreSQL, the stack's production shape), its code server, and the daemon started by the test, wrapped
-with the lakehouse's fault points (daemon_with_fault_points.py), with only the clickstream sensor on."""
+The namespace has its topic and schemas, its Dagster instance (a database of its own in the stack's
+PostgreSQL, the stack's production shape: queued runs, pools, monitoring), its code server and webserver,
+and the daemon the tests start, wrapped with the lakehouse's fault points (daemon_with_fault_points.py),
+with only the clickstream sensor on. Screenshots go to `<LAKEHOUSE_HOME>/test-artifacts/dagster-*.png`."""
 
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
+import requests
 from conftest import stop_process_group, wait_until
 
 from lakehouse.dagster_errors import summary
+from lakehouse.executables import env_executable
 from lakehouse.faults import FAULT_ENV, FAULT_MARKER_ENV, fired
 from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
 from lakehouse.resources import LakeResource
@@ -37,6 +42,7 @@ from lakehouse.stack.services import Postgres
 
 pytestmark = pytest.mark.stack
 SENSOR = "clickstream_kafka_sensor"
+RAW = dg.AssetKey(["raw", "clickstream_events"])
 END = datetime(2026, 6, 1, tzinfo=UTC)
 WRAPPER = Path(__file__).with_name("daemon_with_fault_points.py")
 
@@ -72,6 +78,21 @@ class Instance:
         self.procs.append((proc.pid, psutil.Process(proc.pid).create_time()))
         return proc
 
+    def webserver(self, log: Path) -> str:
+        port = _free_port()
+        self._start([env_executable("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                     "-w", str(self.home / "workspace.yaml")], log)  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+
+        def answers():
+            try:
+                return requests.get(f"{url}/server_info", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(answers, 180, "the namespace's Dagster webserver", 1)
+        return url
+
     def daemon(self, log: Path, **env) -> subprocess.Popen:
         return self._start(
             [sys.executable, str(WRAPPER), "run", "-w", str(self.home / "workspace.yaml")], log, **env
@@ -90,7 +111,7 @@ class Instance:
             for k, v in saved.items():
                 os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
-    def only_sensor_on(self, name: str):
+    def only_sensor_on(self, name: str | None):
         """Stop every sensor and schedule but `name` (each is on by default); the remote sensor."""
         from dagster._core.workspace.context import WorkspaceProcessContext
         from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -103,6 +124,7 @@ class Instance:
         ):
             location = ctx.create_request_context().get_code_location(LOCATION)
             (repo,) = location.get_repositories().values()
+            kept = None
             for sensor in repo.get_sensors():
                 if sensor.name == name:
                     instance.start_sensor(sensor)
@@ -124,9 +146,9 @@ class Instance:
             )
 
 
-@pytest.fixture
-def ns_dagster(namespace, tmp_path):
-    inst = Instance(namespace, tmp_path)
+@pytest.fixture(scope="module")
+def ns_dagster(namespace, tmp_path_factory):
+    inst = Instance(namespace, tmp_path_factory.mktemp("dagster"))
     try:
         yield inst
     finally:
@@ -241,4 +263,92 @@ def test_a_daemon_killed_between_run_and_cursor_launches_nothing_twice_and_a_rai
         keys = [r.tags["dagster/run_key"] for r in _sensor_runs(instance)]
         assert len(set(keys)) == 2, keys
     daemon.terminate()
+    daemon.wait(30)
     assert lake.read("raw", "clickstream_events", columns=["offset"]).num_rows == 340  # each record once
+
+
+GROUPS = ("raw", "bronze", "silver", "gold", "realtime", "pinot", "bi", "lifecycle")
+
+
+def test_the_ui_as_a_person_uses_it(namespace, ns_dagster, tmp_path):
+    """After the daemon test (its runs and ticks are in the instance): lineage, an asset's page, the sensor's
+    ticks and the schedules, then a materialization launched with the UI's button."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from lakehouse.bi.browser import chromium
+    from lakehouse.definitions import defs
+
+    s, inst = namespace.settings, ns_dagster
+    groups = {node.group_name for node in defs.resolve_asset_graph().asset_nodes}
+    assert groups == set(GROUPS), groups  # every group is on the lineage below
+    url = inst.webserver(tmp_path / "webserver.log")
+    inst.only_sensor_on(None)  # the launch below is the UI's alone
+    shots = s.home / "test-artifacts"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            # the global lineage: every group, raw to gold, real time and BI
+            page.goto(f"{url}/asset-groups")
+            skip = page.get_by_role("button", name="Skip")  # the community sign-up, once per browser
+            skip.click(timeout=30_000)
+            for group in GROUPS:
+                expect(page.get_by_text(group, exact=True).first).to_be_visible()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=shots / "dagster-lineage.png")
+
+            # an asset's page: its checks, its freshness policy, its last materialization's metadata
+            page.goto(f"{url}/assets/raw/clickstream_events")
+            expect(page.get_by_text("Latest materialization").first).to_be_visible()
+            expect(page.get_by_text("Freshness policy").first).to_be_visible()
+            expect(
+                page.get_by_text("Fails if more than 2 hours since last materialization").first
+            ).to_be_visible()
+            expect(page.get_by_text("rows_landed").first).to_be_visible()  # the metadata of the daemon's run
+            expect(page.get_by_text("table_version").first).to_be_visible()
+            page.screenshot(path=shots / "dagster-asset.png")
+            page.get_by_role("tab", name="Checks").click()
+            for check in ("raw_offsets_contiguous", "raw_ingest_lag"):
+                expect(page.get_by_text(check).first).to_be_visible()
+
+            # the sensor's ticks (a failed one among them: the test before revoked its ACL) and the schedules
+            page.goto(f"{url}/locations/{LOCATION}/sensors/{SENSOR}")
+            expect(page.get_by_text("Failure").first).to_be_visible()
+            page.screenshot(path=shots / "dagster-sensor.png")
+            page.goto(f"{url}/automation")
+            for name in (
+                "intraday_batch_schedule",
+                "daily_batch_schedule",
+                "run_failure_alerts",
+                "freshness_alerts",
+            ):
+                expect(page.get_by_text(name, exact=True).first).to_be_visible()
+
+            # a materialization launched from the UI, queued, dequeued by the daemon, completed
+            produce(s, s.events_topic, encode(generate_events(GeneratorConfig(events=25, seed=13, end=END))),
+                    progress=False)  # fmt: skip
+            with inst.instance() as instance:
+                before = {r.run_id for r in instance.get_runs()}
+            daemon = inst.daemon(tmp_path / "daemon.log")
+            page.goto(f"{url}/assets/raw/clickstream_events")
+            page.locator("button:has-text('Materialize')").first.click()
+            page.wait_for_timeout(3000)
+            page.screenshot(path=shots / "dagster-materialize.png")  # what the click led to, if no run appears
+            with inst.instance() as instance:
+                wait_until(lambda: {r.run_id for r in instance.get_runs()} - before, 60, "the UI's run", 1)
+                (run_id,) = {r.run_id for r in instance.get_runs()} - before
+                wait_until(
+                    lambda: instance.get_run_by_id(run_id).is_finished, 600, "the UI's run to finish", 2
+                )
+                run = instance.get_run_by_id(run_id)
+            assert run.status == dg.DagsterRunStatus.SUCCESS and run.asset_selection == {RAW}, run
+            page.goto(f"{url}/runs/{run_id}")
+            expect(page.get_by_text("Success").first).to_be_visible()
+            page.screenshot(path=shots / "dagster-run.png")
+            daemon.terminate()
+            daemon.wait(30)
+        finally:
+            browser.close()
+    assert LakeResource.from_settings(s).read("raw", "clickstream_events", columns=["offset"]).num_rows == 365
