@@ -335,7 +335,9 @@ def test_the_ui_as_a_person_uses_it(namespace, ns_dagster, tmp_path):
             page.goto(f"{url}/assets/raw/clickstream_events")
             page.locator("button:has-text('Materialize')").first.click()
             page.wait_for_timeout(3000)
-            page.screenshot(path=shots / "dagster-materialize.png")  # what the click led to, if no run appears
+            page.screenshot(
+                path=shots / "dagster-materialize.png"
+            )  # what the click led to, if no run appears
             with inst.instance() as instance:
                 wait_until(lambda: {r.run_id for r in instance.get_runs()} - before, 60, "the UI's run", 1)
                 (run_id,) = {r.run_id for r in instance.get_runs()} - before

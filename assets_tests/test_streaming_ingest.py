@@ -18,7 +18,7 @@ from lakehouse.generator.clickstream import (
     produce,
 )
 from lakehouse.ingest import checks
-from lakehouse.ingest.assets import bronze_clickstream, raw_clickstream_events
+from lakehouse.ingest.assets import BRONZE_KEY, RAW_KEY, bronze_clickstream, raw_clickstream_events
 from lakehouse.ingest.maintenance import table_maintenance
 from lakehouse.ingest.sensors import clickstream_kafka_sensor
 from lakehouse.resources import KafkaResource, LakeResource, build_resources
@@ -109,3 +109,38 @@ def test_a_missing_topic_is_a_clear_error(namespace):
         kafka.partitions("no.such.topic")
     assert "'no.such.topic' does not exist" in err.value.problem
     assert "lakehouse generate events" in err.value.fix
+
+
+def test_every_landing_records_its_figures_as_numeric_metadata(namespace):
+    """Rows, bytes, files, version and duration of the table, and how far behind Kafka the landing was: numbers
+    the UI plots over time. Checked against the table itself."""
+    s = namespace.settings
+    lake = LakeResource.from_settings(s)
+    before = lake.table("raw", "clickstream_events")
+    start_rows = before.to_pyarrow_table().num_rows if before else 0
+    produce(
+        s,
+        s.events_topic,
+        encode(generate_events(GeneratorConfig(events=30, seed=21, end=END))),
+        progress=False,
+    )
+    result = ingest(s)
+    assert result.success
+    (raw,) = [m for m in result.get_asset_materialization_events() if m.asset_key == RAW_KEY]
+    meta = raw.materialization.metadata
+    table = lake.table("raw", "clickstream_events")
+    assert meta["records_behind_at_start"].value == 30 and meta["rows_landed"].value == 30
+    assert meta["dagster/row_count"].value == table.to_pyarrow_table().num_rows == start_rows + 30
+    assert meta["table_version"].value == table.version()
+    assert (
+        meta["table_bytes"].value
+        == sum(table.get_add_actions(flatten=True).column("size_bytes").to_pylist())
+        > 0
+    )
+    assert meta["table_files"].value == len(table.file_uris())
+    assert 0 < meta["duration_s"].value < 600 and 0 <= meta["landing_lag_s"].value < 600
+    assert all(isinstance(meta[k], (dg.IntMetadataValue, dg.FloatMetadataValue))
+               for k in ("dagster/row_count", "table_bytes", "table_version", "duration_s", "landing_lag_s"))  # fmt: skip
+    (bronze,) = [m for m in result.get_asset_materialization_events() if m.asset_key == BRONZE_KEY]
+    assert bronze.materialization.metadata["dagster/row_count"].value == lake.read(
+        "bronze", "clickstream_events", columns=["event_id"]).num_rows  # fmt: skip

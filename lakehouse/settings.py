@@ -426,7 +426,9 @@ class LakehouseSettings(BaseSettings):
         from dagster._utils.schedules import is_valid_cron_string
 
         if not is_valid_cron_string(value):
-            raise ValueError(f"{env_name(info.field_name)}: {value!r} is not a cron schedule (e.g. '*/15 * * * *')")
+            raise ValueError(
+                f"{env_name(info.field_name)}: {value!r} is not a cron schedule (e.g. '*/15 * * * *')"
+            )
         return value
 
     @field_validator("dagster_pool_limits")

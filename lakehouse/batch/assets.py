@@ -22,6 +22,7 @@ from lakehouse.ingest.assets import BRONZE_KEY
 from lakehouse.lifecycle.archive import refuse_archived_source
 from lakehouse.policies import DAILY_FRESHNESS, DAILY_PARTITIONS, PLATFORM_OWNER, SPARK_POOL
 from lakehouse.resources import LakehouseSparkResource, LakeResource, TrinoResource
+from lakehouse.table_figures import table_figures
 
 FUNNEL_KEY = dg.AssetKey(["silver", "product_funnel_daily"])
 SESSIONS_KEY = dg.AssetKey(["silver", "sessions"])
@@ -74,7 +75,7 @@ def write_days(
         "days": f"{first}..{after} (end exclusive)", "rows": sum(per_day.values()),
         "rows_per_day": dict(sorted(per_day.items())), "empty_days": empty, "table_uri": uri,
         "trino_table": f"{trino.catalog}.{lake.schema('silver')}.{table}",
-        "spark_application_id": session.conf.get("spark.app.id"), "seconds": round(seconds, 1),
+        "spark_application_id": session.conf.get("spark.app.id"), **table_figures(lake.table("silver", table), started),
         **(metadata or {}),
     })  # fmt: skip
 

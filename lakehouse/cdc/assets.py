@@ -3,6 +3,7 @@ Debezium's topics exactly once by the same machinery as the clickstream (ingest/
 
 Which tables exist here is configuration (LAKEHOUSE_CDC_TABLES), not code."""
 
+import time
 from collections import Counter
 
 import dagster as dg
@@ -18,6 +19,7 @@ from lakehouse.ingest.sensors import kafka_sensor
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.resources import KafkaResource, LakeResource, PostgresResource, TrinoResource
 from lakehouse.settings import get_settings
+from lakehouse.table_figures import table_figures
 
 
 def change_log_key(source_table: str) -> dg.AssetKey:
@@ -55,7 +57,7 @@ def build_change_log_assets(sources: dict[str, tuple[str, str]]) -> dg.AssetsDef
         context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource
     ):
         for key in sorted(context.selected_asset_keys, key=lambda k: k.path[-1]):
-            table = key.path[-1].removeprefix("cdc_")
+            table, started = key.path[-1].removeprefix("cdc_"), time.monotonic()
             result = land_changes(kafka, lake, table, log=context.log.info)
             if result is None:
                 context.log.info(
@@ -64,8 +66,8 @@ def build_change_log_assets(sources: dict[str, tuple[str, str]]) -> dg.AssetsDef
             trino.register_if_reachable(lake, "raw", change_log_table(table), context.log.warning)
             yield dg.MaterializeResult(asset_key=key, metadata={
                 "trino_table": trino.qualified(lake, "raw", change_log_table(table)),
-                "topic": kafka.cdc_topic(table), "rows_landed": result.rows if result else 0,
-                "commits": result.commits if result else 0,
+                "topic": kafka.cdc_topic(table), **(result.figures() if result else {"rows_landed": 0}),
+                **table_figures(lake.table("raw", change_log_table(table)), started),
             })  # fmt: skip
 
     return raw_cdc_change_logs
@@ -161,6 +163,7 @@ def build_silver_assets(sources: dict[str, tuple[str, str]]) -> dg.AssetsDefinit
         dead_letters: dict[str, int] = {}
         tables = sorted(k.path[-1] for k in context.selected_asset_keys if k != DEAD_LETTERS_KEY)
         for table in tables:
+            started = time.monotonic()
             result = apply_table(kafka, lake, table, log=context.log.info, postgres=postgres)
             dead_letters[table] = result.dead_letters
             if result.dead_letters:
@@ -173,7 +176,7 @@ def build_silver_assets(sources: dict[str, tuple[str, str]]) -> dg.AssetsDefinit
             yield dg.MaterializeResult(asset_key=silver_key(table), metadata={
                 "changes_read": result.changes_read, "keys_changed": result.keys_changed,
                 "inserted": result.inserted, "updated": result.updated, "dead_letters": result.dead_letters,
-                "new_columns": result.new_columns,
+                "new_columns": result.new_columns, **table_figures(lake.table("silver", table), started),
             })  # fmt: skip
         if DEAD_LETTERS_KEY in context.selected_asset_keys:
             trino.register_if_reachable(lake, "silver", DEAD_LETTERS_TABLE, context.log.warning)

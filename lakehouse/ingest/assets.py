@@ -1,12 +1,15 @@
 """Raw and bronze clickstream: Kafka -> Delta exactly as received, then typed, deduplicated and
 checked, with every rejected message in a dead-letter table."""
 
+import time
+
 import dagster as dg
 
 from lakehouse.ingest.landing import land_topic, raw_target, recorded_gaps
 from lakehouse.ingest.refine import refine
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.resources import KafkaResource, LakeResource, TrinoResource
+from lakehouse.table_figures import table_figures
 
 RAW_APP_ID = "lakehouse-raw"
 # Concurrency pools (limit 1 each: dagster.yaml's `concurrency.pools.default_limit`, written by `lakehouse stack
@@ -44,6 +47,7 @@ def raw_clickstream_events(
     lake: LakeResource,
     trino: TrinoResource,
 ) -> dg.MaterializeResult:
+    started = time.monotonic()
     uri = lake.table_uri("raw", "clickstream_events")
     result = land_topic(kafka, raw_target(uri, lake.storage_options, kafka.events_topic, RAW_APP_ID),
                         batch_size=config.batch_size, batch_seconds=config.batch_seconds,
@@ -54,10 +58,9 @@ def raw_clickstream_events(
         metadata={
             "trino_table": trino.qualified(lake, "raw", "clickstream_events"),
             "topic": kafka.events_topic,
-            "rows_landed": result.rows,
-            "commits": result.commits,
+            **result.figures(),
+            **table_figures(table, started),
             "table_uri": uri,
-            "table_version": table.version() if table else -1,
             "offsets_landed": {str(p): f"{a}..{b}" for p, (a, b) in sorted(result.offsets.items())},
             # Records Kafka deleted before they were landed, accepted with `lakehouse ingest acknowledge-gap`.
             "gaps_acknowledged": recorded_gaps(table) if table else [],
@@ -92,6 +95,7 @@ def raw_clickstream_events(
 def bronze_clickstream(
     context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource, trino: TrinoResource
 ):
+    started = time.monotonic()
     result = refine(
         lake.table_uri("raw", "clickstream_events"),
         lake.table_uri("bronze", "clickstream_events"),
@@ -111,6 +115,7 @@ def bronze_clickstream(
             "rows_inserted": result.inserted,
             "duplicates_dropped": result.duplicates,
             "new_columns": result.new_columns,
+            **table_figures(lake.table("bronze", "clickstream_events"), started),
             "table_uri": lake.table_uri("bronze", "clickstream_events"),
             "trino_table": trino.qualified(lake, "bronze", "clickstream_events"),
         },
@@ -119,6 +124,7 @@ def bronze_clickstream(
         asset_key=DEAD_LETTERS_KEY,
         metadata={
             "dead_letters": result.dead_letters,
+            **table_figures(lake.table("bronze", "clickstream_dead_letters"), started),
             "reasons": dict(result.reasons.most_common()),
             "trino_table": trino.qualified(lake, "bronze", "clickstream_dead_letters"),
         },  # fmt: skip

@@ -15,6 +15,7 @@ from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotRejected
 from lakehouse.resources import KafkaResource, LakeResource, PinotResource, TrinoResource
 from lakehouse.settings import get_settings
 from lakehouse.stack.errors import StackError
+from lakehouse.table_figures import table_figures
 
 LANDING_APP_ID = "lakehouse-rt"
 MAX_INGESTION_LAG = 10_000  # records behind Kafka before the lag check warns
@@ -115,12 +116,12 @@ def realtime_outputs_landed(
             context.log.info(f"{topic} does not exist yet (its stream job never ran): nothing to land")
             yield dg.MaterializeResult(asset_key=key, metadata={"topic": topic, "rows_landed": 0})
             continue
-        uri = lake.table_uri("raw", table)
+        uri, started = lake.table_uri("raw", table), time.monotonic()
         result = land_topic(kafka, raw_target(uri, lake.storage_options, topic, LANDING_APP_ID),
                             log=context.log.info)  # fmt: skip
         trino.register_if_reachable(lake, "raw", table, context.log.warning)
         yield dg.MaterializeResult(asset_key=key, metadata={
-            "topic": topic, "rows_landed": result.rows, "table_uri": uri,
+            "topic": topic, **result.figures(), **table_figures(lake.table("raw", table), started), "table_uri": uri,
             "trino_table": trino.qualified(lake, "raw", table),
         })  # fmt: skip
 
