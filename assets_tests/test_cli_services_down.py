@@ -105,6 +105,7 @@ def error_lines(stderr: str) -> tuple[list[str], list[str]]:
         ("lifecycle restore bronze/clickstream_events --from 2026-01-01", "objectstore", 2),
         ("lifecycle backup postgres", "objectstore", 2),
         ("lifecycle drill --no-postgres", "objectstore", 2),
+        ("status", "postgres", 2),  # Dagster's storage
     ],
 )
 def test_a_data_command_names_the_service_that_is_down(down, outcome, command, service, exit_code):

@@ -217,6 +217,26 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """Each layer's freshness, last materialization, lag and failing checks, from the stack's instance."""
+    import dagster as dg
+
+    from lakehouse.platform_status import collect, last_runs, render
+    from lakehouse.stack.dagster_services import ensure_instance, ensure_storage, storage_environment
+
+    s = get_settings()
+    ensure_storage(s, log=lambda _: None)  # PostgreSQL down: a clear error now, not Dagster's retries
+    home = ensure_instance(s).parent  # the instance `stack up` writes
+    os.environ.update(storage_environment(s))
+    from lakehouse.definitions import defs
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        rows = collect(instance, defs.resolve_asset_graph())
+        runs = last_runs(instance)
+    print(render(rows, runs))
+    return 0
+
+
 def _stream(args: argparse.Namespace) -> int:
     from lakehouse.realtime import flink
 
@@ -402,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(LAKEHOUSE_DAGSTER_PORT, default 3000) and opens it in a browser when there is a display.")  # fmt: skip
     ui.add_argument("--no-browser", action="store_true", help="only print the address")
     ui.set_defaults(func=_ui)
+
+    status = sub.add_parser("status", help="each layer's freshness, last run, lag and failing checks",
+                            description="One screen from the stack's Dagster instance: per layer (raw to BI) the "
+                            "freshness of its assets as the daemon evaluated it, when it was last materialized, "
+                            "the largest landing lag and its failing asset checks; then the last runs.")  # fmt: skip
+    status.set_defaults(func=_status)
 
     stream = sub.add_parser("stream", help="the PyFlink stream jobs: start, stop, status",
                             description="Runs the jobs of streaming/jobs as local processes (a Flink mini-cluster "
