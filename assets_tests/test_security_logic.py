@@ -234,7 +234,7 @@ def test_kafka_grants_stay_inside_each_client_s_namespace(clean_env):
 
     s = _kafka_settings()
     owned = (s.events_topic, f"{s.cdc_topic_prefix}.", s.realtime_topic(""), s.trino_audit_topic, "_connect-",
-             "__debezium-heartbeat")  # fmt: skip
+             "__debezium-heartbeat", s.alerts_topic)  # fmt: skip
     for client, kind, pattern, name, ops in grants(s):
         assert client in CLIENTS and client != "admin"  # the super user needs none
         assert pattern in ("LITERAL", "PREFIXED") and name and name != "*", (client, name)  # no wildcard
@@ -242,8 +242,13 @@ def test_kafka_grants_stay_inside_each_client_s_namespace(clean_env):
             assert name.startswith(owned), (client, name)
         if "ALL" in ops:
             assert client == "connect" and (name.startswith("_connect-") or name == "lakehouse-connect")
-    writers = {c for c, kind, _, _, ops in grants(s) if kind == "TOPIC" and "WRITE" in ops}
-    assert "landing" not in writers and "pinot" not in writers  # the readers write nothing
+    writes = {
+        (c, name, pattern) for c, kind, pattern, name, ops in grants(s) if kind == "TOPIC" and "WRITE" in ops
+    }
+    assert not {w for w in writes if w[0] == "pinot"}  # the readers write nothing
+    assert {w for w in writes if w[0] == "landing"} == {
+        ("landing", s.alerts_topic, "LITERAL")
+    }  # but the alerts
 
 
 # Forgetting a customer: the rewrites of the raw change log and the dead letters (local Delta tables)
