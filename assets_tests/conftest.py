@@ -50,10 +50,16 @@ def stack() -> Iterator[LakehouseSettings]:
 
     settings = get_settings()
     manager.up(settings)
+    paused = False
     if "dagster-daemon" in manager.left_out(settings):
         # automation would write the main namespace under the tests' feet: a user's daemon pauses for the session
+        from lakehouse.stack import process
+
+        paused = process.read_record(settings.home / "run", "dagster-daemon") is not None
         manager.down(settings, ["dagster-daemon"], log=lambda _: None)
     yield settings
+    if paused:  # and runs again after it
+        manager.up(settings, ["dagster-daemon"], log=lambda _: None)
 
 
 @dataclass(frozen=True)

@@ -94,31 +94,46 @@ def test_a_run_that_failed_for_good_is_alerted_once_in_the_log_and_on_kafka(stac
     assert sent and {m["id"] for m in sent} == {record["id"]}  # at least once on Kafka, keyed by the id
 
 
-def test_a_run_the_instance_will_retry_raises_no_alert(stack, tmp_path):
+def test_a_run_the_instance_will_retry_raises_no_alert_before_or_after_its_retry_started(stack, tmp_path):
     alerts = _alerts(tmp_path)
     with dg.instance_for_test() as instance:
         run = _alert_on_failure(instance, alerts, tags={"dagster/will_retry": "true"})
         assert run.is_complete_and_waiting_to_retry
+        # the retry daemon (every 5 s) has usually launched the retry by the sensor's tick (every 30 s)
+        _alert_on_failure(
+            instance, alerts, tags={"dagster/will_retry": "true", "dagster/auto_retry_run_id": "r2"}
+        )
     assert not (tmp_path / "alerts.jsonl").exists()
 
 
-def test_kafka_down_loses_no_alert_and_fails_the_tick(stack, tmp_path):
+def test_kafka_down_loses_no_alert_and_the_next_publish_delivers_it(stack, tmp_path):
+    s = get_settings()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens there once closed
-    alerts = _alerts(tmp_path)
-    alerts = alerts.model_copy(
-        update={"kafka": alerts.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{port}"})}
-    )
-    record = alert("run_failed", "some_job", "boom", occurrence="run-1")
+    down = _alerts(tmp_path, bootstrap_servers=f"127.0.0.1:{port}")
+    record = alert("run_failed", "some_job", "boom", occurrence=f"run-{time.time()}")
     with pytest.raises(dg.Failure, match="did not take them") as err:
-        alerts.publish([record])
-    assert str(tmp_path / "alerts.jsonl") in str(err.value) and "sent again at the next tick" in str(
-        err.value
-    )
-    assert [json.loads(line)["id"] for line in (tmp_path / "alerts.jsonl").read_text().splitlines()] == [
-        record["id"]
-    ]
+        down.publish([record])
+    assert str(tmp_path / "alerts.jsonl") in str(err.value) and "sent again with the next" in str(err.value)
+    assert [r["id"] for r in down.logged()] == [r["id"] for r in down.undelivered()] == [record["id"]]
+    # Kafka back: the next publish (here with nothing new, as a freshness tick) sends what it missed, once
+    before = _end_offsets(s)
+    up = _alerts(tmp_path)
+    up.publish([])
+    up.publish([])
+    assert up.undelivered() == [] and [r["id"] for r in up.logged()] == [record["id"]]
+    assert [m["id"] for m in _topic_messages(s, before) if m["id"] == record["id"]] == [record["id"]]
+
+
+def test_a_line_cut_short_in_the_log_does_not_stop_alerting(stack, tmp_path):
+    alerts = _alerts(tmp_path)
+    (tmp_path / "alerts.jsonl").write_text(
+        '{"id": "a1", "kind": "run_failed"}\n{"id": "a2", "ki'
+    )  # a crash mid-line
+    record = alert("run_failed", "job", "boom", occurrence=f"run-{time.time()}")
+    alerts.publish([record])
+    assert [r["id"] for r in alerts.logged()] == ["a1", record["id"]] and alerts.undelivered() == []
 
 
 def test_a_failed_freshness_policy_alerts_once_until_it_was_fresh_again(stack, tmp_path):

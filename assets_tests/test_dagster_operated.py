@@ -273,6 +273,7 @@ GROUPS = ("raw", "bronze", "silver", "gold", "realtime", "pinot", "bi", "lifecyc
 def test_the_ui_as_a_person_uses_it(namespace, ns_dagster, tmp_path):
     """After the daemon test (its runs and ticks are in the instance): lineage, an asset's page, the sensor's
     ticks and the schedules, then a materialization launched with the UI's button."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     from lakehouse.bi.browser import chromium
@@ -292,8 +293,10 @@ def test_the_ui_as_a_person_uses_it(namespace, ns_dagster, tmp_path):
             page.set_default_timeout(60_000)
             # the global lineage: every group, raw to gold, real time and BI
             page.goto(f"{url}/asset-groups")
-            skip = page.get_by_role("button", name="Skip")  # the community sign-up, once per browser
-            skip.click(timeout=30_000)
+            try:  # the community sign-up dialog, once per browser, in the versions that have it
+                page.get_by_role("button", name="Skip").click(timeout=15_000)
+            except PlaywrightTimeout:
+                pass
             for group in GROUPS:
                 expect(page.get_by_text(group, exact=True).first).to_be_visible()
             page.wait_for_timeout(1500)

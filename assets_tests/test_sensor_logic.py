@@ -45,6 +45,20 @@ def test_the_intraday_schedule_refreshes_today_and_skips_while_the_last_refresh_
             dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
         )
         assert isinstance(skipped, dg.SkipReason) and run.run_id in skipped.skip_message
+        # failed, and to be retried by the instance: still the refresh in progress
+        instance.report_run_failed(run)
+        instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
+        retried = intraday_batch_schedule(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        )
+        assert isinstance(retried, dg.SkipReason) and run.run_id in retried.skip_message
+        instance.add_run_tags(
+            run.run_id, {"dagster/will_retry": "false"}
+        )  # failed for good: the next refresh runs
+        again = intraday_batch_schedule(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        )
+        assert isinstance(again, dg.RunRequest)
 
 
 def test_a_cadence_that_is_not_a_cron_is_refused(clean_env, monkeypatch):

@@ -9,8 +9,9 @@ behaviour; assets_tests/test_alerts.py holds it to that), and its next tick trie
 
 Each alert is one JSON line appended to the alert log (`<LAKEHOUSE_HOME>/logs/alerts.jsonl`) and then one
 message on the Kafka topic LAKEHOUSE_ALERTS_TOPIC (`ops.alerts`, keyed by the alert's id), written by
-the code location's Kafka principal. The log comes first: a Kafka that is down loses no alert, and the
-sensor's tick fails so the message is sent again at the next tick (the log keeps one line per id)."""
+the code location's Kafka principal. The log comes first: a Kafka that is down loses no alert. The tick
+fails with the reason, and what Kafka did not take is sent with the next alert or the next tick of
+`freshness_alerts` (a run-status sensor moves past a failed event: its retry would not resend it)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from lakehouse.resources.alerts import FRESHNESS_FAILED, RUN_FAILED, AlertsResou
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertsResource):
     run = context.dagster_run
-    if run.is_complete_and_waiting_to_retry:
-        context.log.info(f"run {run.run_id} failed and will be retried by the instance: no alert yet")
+    if run.tags.get("dagster/will_retry") == "true":  # its retry alerts if it fails too
+        context.log.info(f"run {run.run_id} failed and is retried by the instance: no alert")
         return
     step_errors = [f"{e.step_key}: {summary(e.step_failure_data.error)}" for e in context.get_step_failure_events()
                    if e.step_failure_data.error][:3]  # fmt: skip
@@ -60,7 +61,7 @@ def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertsResource
                  occurrence=str(record.updated_at), url=f"{alerts.webserver_url}/assets/{key}")
            for key, record in sorted(states.items())
            if record.freshness_state == FreshnessState.FAIL and last.get(key) != FreshnessState.FAIL.value]  # fmt: skip
-    alerts.publish(new)  # raises: the cursor stays, the same alerts go out again at the next tick
+    alerts.publish(new)  # also sends earlier alerts Kafka did not take; raises: the cursor stays
     context.update_cursor(json.dumps({k: r.freshness_state.value for k, r in states.items()}, sort_keys=True))
     return dg.SkipReason(
         f"{len(new)} new freshness failure(s) alerted" if new else "every asset fresh or known"

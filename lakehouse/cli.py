@@ -222,11 +222,18 @@ def _status(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from lakehouse.platform_status import collect, last_runs, render
-    from lakehouse.stack.dagster_services import ensure_instance, ensure_storage, storage_environment
+    from lakehouse.stack.dagster_services import (
+        check_storage,
+        ensure_instance,
+        instance_home,
+        storage_environment,
+    )
 
     s = get_settings()
-    ensure_storage(s, log=lambda _: None)  # PostgreSQL down: a clear error now, not Dagster's retries
-    home = ensure_instance(s).parent  # the instance `stack up` writes
+    check_storage(s)  # PostgreSQL down: a clear error now, not Dagster's retries
+    home = instance_home(s)
+    if not (home / "dagster.yaml").exists():  # read only, but for the instance file `stack up` would write
+        ensure_instance(s)
     os.environ.update(storage_environment(s))
     from lakehouse.definitions import defs
 

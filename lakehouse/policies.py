@@ -25,7 +25,7 @@ SPARK_RUN_TAG = ("lakehouse/engine", "spark")
 def check_pool_limits(defs: dg.Definitions, limits: dict[str, int]) -> None:
     """Refuse, when the code location loads, a per-pool limit (LAKEHOUSE_DAGSTER_POOL_LIMITS) naming a pool
     no asset uses: a typo would otherwise leave the real pool at the default, silently."""
-    pools = {pool for node in defs.resolve_asset_graph().asset_nodes for pool in node.pools}
+    pools = {pool for node in defs.resolve_asset_graph().asset_nodes for pool in (node.pools or ())}
     for job in defs.get_repository_def().get_all_jobs():  # ops of op jobs (table maintenance) have pools too
         pools |= {node.pool for node in job.graph.node_defs if getattr(node, "pool", None)}
     unknown = sorted(set(limits) - pools)

@@ -15,10 +15,11 @@ def table_figures(table, started: float) -> dict[str, dg.MetadataValue]:
         return figures
     adds = table.get_add_actions(flatten=True)
     columns = set(adds.schema.names)
-    rows = sum(v or 0 for v in adds.column("num_records").to_pylist()) if "num_records" in columns else None
+    counts = adds.column("num_records").to_pylist() if "num_records" in columns else [None]
+    rows = None if any(v is None for v in counts) else sum(counts)  # a file without statistics: no count
     size = sum(v or 0 for v in adds.column("size_bytes").to_pylist()) if "size_bytes" in columns else 0
     figures |= {"table_bytes": dg.MetadataValue.int(int(size)), "table_files": dg.MetadataValue.int(adds.num_rows),
                 "table_version": dg.MetadataValue.int(table.version())}  # fmt: skip
     if rows is not None:
-        figures["dagster/row_count"] = dg.MetadataValue.int(int(rows))
+        figures["dagster/row_count"] = figures["table_rows"] = dg.MetadataValue.int(int(rows))
     return figures

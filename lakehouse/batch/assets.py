@@ -76,6 +76,8 @@ def write_days(
         "rows_per_day": dict(sorted(per_day.items())), "empty_days": empty, "table_uri": uri,
         "trino_table": f"{trino.catalog}.{lake.schema('silver')}.{table}",
         "spark_application_id": session.conf.get("spark.app.id"), **table_figures(lake.table("silver", table), started),
+        # per partition, Dagster records the row count on each day this run built: the days' rows, not the table's
+        "dagster/row_count": dg.MetadataValue.int(sum(per_day.values())),
         **(metadata or {}),
     })  # fmt: skip
 

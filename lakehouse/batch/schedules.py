@@ -27,19 +27,20 @@ def daily_batch_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     return dg.RunRequest(run_key=f"daily_batch:{yesterday}", partition_key=yesterday)
 
 
-UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED]  # fmt: skip
-
-
 @dg.schedule(job=daily_batch_job, cron_schedule=get_settings().intraday_cron, execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.RUNNING,
              description="Today's partition of silver and gold, every 15 minutes by default (LAKEHOUSE_INTRADAY_CRON): "
              "today's numbers lag by at most the cadence plus a run. Skipped while the previous refresh runs.")  # fmt: skip
 def intraday_batch_schedule(context: dg.ScheduleEvaluationContext):
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+
+    tags = {"dagster/schedule_name": "intraday_batch_schedule"}
     unfinished = context.instance.get_runs(
-        filters=dg.RunsFilter(tags={"dagster/schedule_name": "intraday_batch_schedule"}, statuses=UNFINISHED),
-        limit=1,
+        filters=dg.RunsFilter(tags=tags, statuses=NOT_FINISHED_STATUSES), limit=1
     )
+    last = context.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1)
+    if not unfinished and last and last[0].tags.get("dagster/will_retry") == "true" and last[0].is_finished:
+        unfinished = last  # failed, and the instance is about to retry it (its retry keeps the tags)
     if unfinished:
         return dg.SkipReason(f"the previous refresh ({unfinished[0].run_id}) has not finished")
     when = context.scheduled_execution_time

@@ -23,6 +23,8 @@ from lakehouse.stack.errors import StackError
 from lakehouse.stack.services import Launch, Postgres, Service
 
 LOCATION = "lakehouse"
+# seconds: a daemon silent for longer is unhealthy (Dagster's default tolerance is 30 minutes)
+HEARTBEAT_TOLERANCE = 120
 STORAGE_PASSWORD = variable("dagster_db_password")
 
 
@@ -86,25 +88,33 @@ def storage_environment(s: LakehouseSettings) -> dict[str, str]:
     return {"DAGSTER_HOME": str(instance_home(s)), STORAGE_PASSWORD: s.dagster_db_password}
 
 
+def check_storage(s: LakehouseSettings) -> None:
+    """Connect as Dagster's role to its database, or say what does not answer and how to fix it."""
+    import psycopg
+
+    try:
+        with psycopg.connect(host=s.postgres_host, port=s.postgres_port, user=s.dagster_db_user,
+                             password=s.dagster_db_password, dbname=s.dagster_db, connect_timeout=5):  # fmt: skip
+            return
+    except psycopg.Error as exc:
+        raise StackError(
+            f"Dagster's storage (PostgreSQL database {s.dagster_db} at {s.postgres_host}:{s.postgres_port}, "
+            f"role {s.dagster_db_user}) does not answer: {str(exc).strip()[:300]}",
+            fix="start PostgreSQL first (`lakehouse stack up postgres`), or check LAKEHOUSE_POSTGRES_HOST/"
+            "_PORT and LAKEHOUSE_DAGSTER_DB*",
+        ) from exc
+
+
 def ensure_storage(s: LakehouseSettings, log) -> None:
     """Dagster's role and database in the stack's PostgreSQL (created or its password brought up to date);
     a PostgreSQL that does not answer is a clear error, not a daemon retrying forever."""
-    import psycopg
     from psycopg import sql
 
     pg = Postgres()
     if not (pg.socket_dir(s) / f".s.PGSQL.{s.postgres_port}").exists():
-        try:  # PostgreSQL served elsewhere (docker compose): its init script made the role and database
-            with psycopg.connect(host=s.postgres_host, port=s.postgres_port, user=s.dagster_db_user,
-                                 password=s.dagster_db_password, dbname=s.dagster_db, connect_timeout=5):  # fmt: skip
-                return
-        except psycopg.Error as exc:
-            raise StackError(
-                f"Dagster's storage (PostgreSQL database {s.dagster_db} at {s.postgres_host}:{s.postgres_port}, "
-                f"role {s.dagster_db_user}) does not answer: {str(exc).strip()[:300]}",
-                fix="start PostgreSQL first (`lakehouse stack up postgres`), or check LAKEHOUSE_POSTGRES_HOST/"
-                "_PORT and LAKEHOUSE_DAGSTER_DB*",
-            ) from exc
+        # PostgreSQL served elsewhere (docker compose): its init script made the role and database
+        check_storage(s)
+        return
     with pg._connect(s) as conn:
         exists = conn.execute("select 1 from pg_roles where rolname = %s", (s.dagster_db_user,)).fetchone()
         stmt = "alter role {} with login password {}" if exists else "create role {} with login password {}"
@@ -231,13 +241,20 @@ class DagsterDaemon(DagsterService):
 
     def health(self, s):
         import dagster as dg
+        from dagster._daemon.controller import get_daemon_statuses
 
+        from lakehouse.stack import process
+
+        record = process.read_record(s.home / "run", self.name)
+        since = record.create_time if record else 0.0  # heartbeats of an earlier daemon are not this one's
         try:
             with dg.DagsterInstance.from_config(str(instance_home(s))) as instance:
-                statuses = instance.get_daemon_statuses()
+                statuses = get_daemon_statuses(instance, instance.get_required_daemon_types(),
+                                               heartbeat_tolerance_seconds=HEARTBEAT_TOLERANCE)  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             return f"instance storage not readable: {str(exc).strip()[:200]}"
-        unhealthy = sorted(name for name, status in statuses.items() if not status.healthy)
+        unhealthy = sorted(name for name, status in statuses.items() if not status.healthy
+                           or status.last_heartbeat is None or status.last_heartbeat.timestamp < since)  # fmt: skip
         return f"no recent heartbeat from {', '.join(unhealthy)}" if unhealthy else None
 
     def served_elsewhere(self, s):
