@@ -10,6 +10,7 @@ with only the clickstream sensor on. Screenshots go to `<LAKEHOUSE_HOME>/test-ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -293,10 +294,10 @@ def test_the_ui_as_a_person_uses_it(namespace, ns_dagster, tmp_path):
             page.set_default_timeout(60_000)
             # the global lineage: every group, raw to gold, real time and BI
             page.goto(f"{url}/asset-groups")
-            try:  # the community sign-up dialog, once per browser, in the versions that have it
+            with contextlib.suppress(
+                PlaywrightTimeout
+            ):  # the community sign-up, in the versions that have it
                 page.get_by_role("button", name="Skip").click(timeout=15_000)
-            except PlaywrightTimeout:
-                pass
             for group in GROUPS:
                 expect(page.get_by_text(group, exact=True).first).to_be_visible()
             page.wait_for_timeout(1500)
