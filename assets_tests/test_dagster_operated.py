@@ -24,7 +24,6 @@ from pathlib import Path
 import dagster as dg
 import psutil
 import pytest
-import requests
 from conftest import stop_process_group, wait_until
 
 from lakehouse.dagster_errors import summary
@@ -36,6 +35,7 @@ from lakehouse.stack.dagster_services import (
     LOCATION,
     STORAGE_PASSWORD,
     DagsterCode,
+    DagsterWebserver,
     ensure_instance,
     ensure_storage,
 )
@@ -80,19 +80,12 @@ class Instance:
         return proc
 
     def webserver(self, log: Path) -> str:
-        port = _free_port()
-        self._start([env_executable("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+        web = DagsterWebserver()
+        at = self.s.model_copy(update={"dagster_port": _free_port()})
+        self._start([env_executable("dagster-webserver"), "-h", "127.0.0.1", "-p", str(at.dagster_port),
                      "-w", str(self.home / "workspace.yaml")], log)  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-
-        def answers():
-            try:
-                return requests.get(f"{url}/server_info", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(answers, 180, "the namespace's Dagster webserver", 1)
-        return url
+        wait_until(lambda: web.health(at) is None, 180, "the namespace's Dagster webserver", 1)
+        return web.url(at)
 
     def daemon(self, log: Path, **env) -> subprocess.Popen:
         return self._start(

@@ -195,8 +195,8 @@ class DagsterCode(DagsterService):
         error = self.load_error(s)
         if error:
             raise StackError(f"the Dagster code location `{LOCATION}` failed to load:\n{error}",
-                             fix="fix the error above (`lakehouse stack logs dagster-code`), then `lakehouse "
-                                 "stack up` again: the code server reloads it")  # fmt: skip
+                             fix="fix the error above (`lakehouse stack logs dagster-code`), then restart the "
+                                 "code server: `lakehouse stack down dagster-code && lakehouse stack up`")  # fmt: skip
         apply_pool_limits(s)
 
 
