@@ -10,7 +10,7 @@ FLINK_VENV := streaming/.venv
 BI_VENV := bi/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
-.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime bench-bi bench-lifecycle
+.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime bench-bi bench-lifecycle bench-freshness
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -103,6 +103,10 @@ clean: down  ## remove the environments and all local data (the download cache s
 bench-bi: setup  ## benchmark: Superset chart data against the same SQL sent straight to Trino/Pinot, dashboard render time
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/python benchmarks/bench_bi.py
+
+bench-freshness: setup  ## benchmark: produced -> queryable in bronze, today's gold and Pinot, by automation alone
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/python benchmarks/bench_freshness.py $(ARGS)
 
 bench-lifecycle: setup  ## benchmark: archive/restore to the cold tier against a plain boto3 copy, PostgreSQL RTO
 	@$(BIN)/lakehouse stack up

@@ -135,13 +135,13 @@ def report_hostile_kinds(tried, kinds: set[str], what: str) -> None:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """process.wait_for, failing the test (AssertionError) on a timeout."""
+    from lakehouse.stack.process import wait_for
+
+    try:
+        return wait_for(predicate, timeout, what, interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def assert_checks_passed(result, checks) -> None:

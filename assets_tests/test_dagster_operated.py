@@ -12,132 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import psutil
 import pytest
-from conftest import stop_process_group, wait_until
+from conftest import wait_until
+from dagster_namespace import Instance
 
 from lakehouse.dagster_errors import summary
-from lakehouse.executables import env_executable
 from lakehouse.faults import FAULT_ENV, FAULT_MARKER_ENV, fired
 from lakehouse.generator.clickstream import GeneratorConfig, encode, generate_events, produce
 from lakehouse.resources import LakeResource
-from lakehouse.stack.dagster_services import (
-    LOCATION,
-    STORAGE_PASSWORD,
-    DagsterCode,
-    DagsterWebserver,
-    ensure_instance,
-    ensure_storage,
-)
-from lakehouse.stack.services import Postgres
+from lakehouse.stack.dagster_services import LOCATION
 
 pytestmark = pytest.mark.stack
 SENSOR = "clickstream_kafka_sensor"
 RAW = dg.AssetKey(["raw", "clickstream_events"])
 END = datetime(2026, 6, 1, tzinfo=UTC)
-WRAPPER = Path(__file__).with_name("daemon_with_fault_points.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Instance:
-    """The namespace's Dagster: its instance, code server and (re)started daemon."""
-
-    def __init__(self, namespace, tmp: Path):
-        base = namespace.settings
-        self.s = base.model_copy(update={"dagster_db": f"{base.schema_prefix}dagster",
-                                         "dagster_code_port": _free_port()})  # fmt: skip
-        self.home = tmp / "dagster"
-        ensure_storage(self.s, log=lambda *_: None)
-        ensure_instance(self.s, self.home)
-        launch = DagsterCode().launch(self.s)
-        self.env = {**namespace.env, **launch.env, "DAGSTER_HOME": str(self.home),
-                    "LAKEHOUSE_SENSOR_INTERVAL_SECONDS": "5"}  # fmt: skip
-        self.procs: list[tuple[int, float]] = []
-        self.code = self._start(launch.cmd, tmp / "code.log")
-        wait_until(lambda: DagsterCode().health(self.s) is None, 240, "the namespace's code server", 1)
-        assert DagsterCode().load_error(self.s) is None
-
-    def _start(self, cmd, log: Path, **env) -> subprocess.Popen:
-        with log.open("ab") as out:
-            proc = subprocess.Popen(cmd, env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=Path(__file__).parents[1])  # fmt: skip
-        self.procs.append((proc.pid, psutil.Process(proc.pid).create_time()))
-        return proc
-
-    def webserver(self, log: Path) -> str:
-        web = DagsterWebserver()
-        at = self.s.model_copy(update={"dagster_port": _free_port()})
-        self._start([env_executable("dagster-webserver"), "-h", "127.0.0.1", "-p", str(at.dagster_port),
-                     "-w", str(self.home / "workspace.yaml")], log)  # fmt: skip
-        wait_until(lambda: web.health(at) is None, 180, "the namespace's Dagster webserver", 1)
-        return web.url(at)
-
-    def daemon(self, log: Path, **env) -> subprocess.Popen:
-        return self._start(
-            [sys.executable, str(WRAPPER), "run", "-w", str(self.home / "workspace.yaml")], log, **env
-        )
-
-    @contextmanager
-    def instance(self) -> Iterator[dg.DagsterInstance]:
-        """The namespace's instance, with its home and storage password in the environment meanwhile."""
-        keys = ("DAGSTER_HOME", STORAGE_PASSWORD)
-        saved = {k: os.environ.get(k) for k in keys}
-        os.environ.update({k: self.env[k] for k in keys})
-        try:
-            with dg.DagsterInstance.from_config(str(self.home)) as instance:
-                yield instance
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-    def only_sensor_on(self, name: str | None):
-        """Stop every sensor and schedule but `name` (each is on by default); the remote sensor."""
-        from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import WorkspaceFileTarget
-
-        with (
-            self.instance() as instance,
-            WorkspaceProcessContext(
-                instance, WorkspaceFileTarget([str(self.home / "workspace.yaml")])
-            ) as ctx,
-        ):
-            location = ctx.create_request_context().get_code_location(LOCATION)
-            (repo,) = location.get_repositories().values()
-            kept = None
-            for sensor in repo.get_sensors():
-                if sensor.name == name:
-                    instance.start_sensor(sensor)
-                    kept = sensor
-                else:
-                    instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
-            for schedule in repo.get_schedules():
-                instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
-            return kept
-
-    def close(self) -> None:
-        for pid, created in reversed(self.procs):
-            stop_process_group(pid, created, timeout=20)
-        from psycopg import sql
-
-        with Postgres()._connect(self.s) as conn:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(self.s.dagster_db))
-            )
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +79,7 @@ def test_a_daemon_killed_between_run_and_cursor_launches_nothing_twice_and_a_rai
     from lakehouse.security import kafka_access
 
     s, inst = namespace.settings, ns_dagster
-    sensor = inst.only_sensor_on(SENSOR)
+    sensor = inst.only_on([SENSOR])[SENSOR]
     produce(
         s,
         s.events_topic,
@@ -277,7 +170,7 @@ def test_the_ui_as_a_person_uses_it(namespace, ns_dagster, tmp_path):
     groups = {node.group_name for node in defs.resolve_asset_graph().asset_nodes}
     assert groups == set(GROUPS), groups  # every group is on the lineage below
     url = inst.webserver(tmp_path / "webserver.log")
-    inst.only_sensor_on(None)  # the launch below is the UI's alone
+    inst.only_on([])  # the launch below is the UI's alone
     shots = s.home / "test-artifacts"
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:

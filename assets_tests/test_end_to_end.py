@@ -9,9 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from conftest import wait_until
+from dagster_namespace import Instance
 from top_rows import a_valid_top
 
-from lakehouse.demo import dagster_env, materialize_command
+from lakehouse.demo import materialize_command
 from lakehouse.generator.clickstream import GeneratorConfig, encode, event_day, generate_events, produce
 from lakehouse.resources import LakeResource, TrinoResource
 
@@ -38,12 +39,30 @@ def expected_daily_funnel(events: list[dict]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def produced(namespace):
+def ns_dagster(namespace, tmp_path_factory):
+    """The namespace's production-shaped Dagster instance; its code server (started by the automation test)
+    refreshes today's partition every minute."""
+    inst = Instance(namespace, tmp_path_factory.mktemp("dagster"), LAKEHOUSE_INTRADAY_CRON="* * * * *")
+    try:
+        yield inst
+    finally:
+        inst.close()
+
+
+@pytest.fixture(scope="module")
+def produced(namespace, ns_dagster):
+    """The README's first run in the namespace: the whole graph for the produced days, recorded in the
+    namespace's instance."""
+    from lakehouse.cdc.pipeline import wait_for_capture
+    from lakehouse.cdc.workload import run_workload
+
     events = generate_events(GeneratorConfig(events=EVENTS, days=3, seed=42, end=END))
     produce(namespace.settings, namespace.settings.events_topic, encode(events), progress=False)
+    run_workload(namespace.settings, operations=100, progress=False)  # as `make demo` does: the source's
+    wait_for_capture(namespace.settings)  # change topics exist for the Pinot table that reads orders
     days = sorted({event_day(e) for e in events})
     cmd = materialize_command(days[0], days[-1])
-    env = {**dagster_env(namespace.settings), **namespace.env}
+    env = ns_dagster.env
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     return events
@@ -95,16 +114,15 @@ def test_rematerializing_lands_nothing_twice(namespace, produced):
     assert lake.read("raw", "clickstream_events", columns=["offset"]).num_rows == EVENTS
 
 
-def test_gold_assets_carry_column_lineage(namespace, produced):
+def test_gold_assets_carry_column_lineage(namespace, produced, ns_dagster):
     """The dbt assets record which upstream columns each gold column comes from (in the run's instance)."""
     import dagster as dg
 
-    env = dagster_env(namespace.settings)
-    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
-    event = instance.get_latest_materialization_event(dg.AssetKey(["gold", "daily_kpis"]))
+    with ns_dagster.instance() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["gold", "daily_kpis"]))
+        staging = instance.get_latest_materialization_event(dg.AssetKey(["gold", "stg_silver__sessions"]))
     lineage = event.asset_materialization.metadata["dagster/column_lineage"].value
     assert {d.asset_key.path[-1] for d in lineage.deps_by_column["active_users"]} == {"stg_silver__sessions"}
-    staging = instance.get_latest_materialization_event(dg.AssetKey(["gold", "stg_silver__sessions"]))
     deps = staging.asset_materialization.metadata["dagster/column_lineage"].value.deps_by_column["session_id"]
     assert {d.asset_key.to_user_string() for d in deps} == {"silver/sessions"}
 
@@ -253,10 +271,28 @@ def live_orders(namespace, produced):
             [Message(str(a["user_id"]).encode(), json.dumps(a).encode(), "event") for a in alerts], progress=False,
             client="admin")  # fmt: skip  # the stream job's topic: the test writes as the admin
     pinot = PinotClient.from_settings(s)
-    wait_until(lambda: pinot.count(s.pinot_table("merchant_orders"), "WHERE created_at > now() - 300000") > 0,
-               120, "recent orders in Pinot's merchant_orders")  # fmt: skip
+    wait_until(lambda: _pinot_orders(pinot, s) == _source_orders(s), 120,
+               "Pinot's merchant_orders to hold every order of the source (count and total)")  # fmt: skip
+    assert pinot.count(s.pinot_table("merchant_orders"), "WHERE created_at > now() - 300000") > 0
     wait_until(lambda: pinot.count(s.pinot_table("purchase_alerts"), "WHERE event_id LIKE 'bi-alert-%'") == 3,
                120, "the alerts in Pinot's purchase_alerts")  # fmt: skip
+
+
+def _source_orders(s) -> tuple[int, float]:
+    """The source's orders as (count, total): what Pinot's upserted table must show once it caught up
+    (a chart over now() compared while CDC still delivers would compare two different moments)."""
+    from lakehouse.cdc.workload import connect
+
+    with connect(s) as conn:
+        count, total = conn.execute("SELECT count(*), coalesce(sum(total), 0) FROM orders").fetchone()
+    return count, round(float(total), 2)
+
+
+def _pinot_orders(pinot, s) -> tuple[int, float]:
+    rows = pinot.query(
+        f"SELECT COUNT(*), SUM(total) FROM {s.pinot_table('merchant_orders')} WHERE is_deleted = 0"
+    )
+    return (rows[0][0], round(float(rows[0][1]), 2)) if rows else (0, 0.0)
 
 
 def test_both_database_uris_connect_inside_the_superset_environment(namespace, produced):
@@ -525,3 +561,108 @@ def test_both_dashboards_render_every_chart_in_chromium(namespace, produced, liv
         print(
             f"\n{board['dashboard_title']}: {result.rendered} charts in {result.seconds:.1f}s -> {result.screenshot}"
         )
+
+
+AUTOMATION = ("clickstream_kafka_sensor", "cdc_kafka_sensor", "gold_automation", "intraday_batch_schedule",
+              "stream_jobs_watchdog", "realtime_kafka_sensor")  # fmt: skip
+
+
+def _today_events(n: int, seed: int) -> list[dict]:
+    """Clickstream events stamped within the last minute of today (UTC), in their generated order."""
+    from datetime import timedelta
+
+    now = datetime.now(UTC)
+    span = min(60.0, (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() - 1)
+    events = generate_events(GeneratorConfig(events=n, days=1, seed=seed))
+    for i, event in enumerate(events):
+        at = now - timedelta(seconds=span * (n - i) / n)
+        event["event_time"] = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert all(event_day(e) == now.date() for e in events), now
+    return events
+
+
+def test_automation_alone_makes_every_layer_fresh(namespace, produced, ns_dagster, tmp_path):
+    """After the first run (the fixture), nothing is started by hand: the namespace's daemon, with the
+    sensors and schedules that keep the layers fresh, takes new clickstream events and OLTP changes to raw,
+    bronze, the change logs and CDC silver, and today's silver and gold; then the daemon finds every asset
+    with a freshness policy (raw to BI; the lifecycle runs on its own daily schedules) passing it. The
+    intraday refresh runs every minute here (LAKEHOUSE_INTRADAY_CRON, 15 minutes by default)."""
+    import time
+
+    import dagster as dg
+
+    from lakehouse.cdc.assets import change_log_key, silver_key
+    from lakehouse.cdc.workload import connect, run_workload
+    from lakehouse.definitions import defs
+    from lakehouse.realtime.assets import HEARTBEAT_SECONDS, heartbeats
+
+    s, inst = namespace.settings, ns_dagster
+    lake, trino = LakeResource.from_settings(s), TrinoResource.from_settings(s)
+    inst.only_on(AUTOMATION)
+    started = time.time()
+    events = _today_events(300, seed=77)
+    produce(s, s.events_topic, encode(events), progress=False)
+    run_workload(s, 40, rate=20, progress=False)
+    with connect(s) as conn:
+        orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    daemon = inst.daemon(tmp_path / "daemon.log")
+    try:
+        new = {e["event_id"] for e in events}
+        wait_until(lambda: new <= set(lake.read("bronze", "clickstream_events", columns=["event_id"])
+                                      .column("event_id").to_pylist()), 300, "bronze to hold the new events", 2)  # fmt: skip
+
+        def silver_orders() -> int:
+            deleted = (
+                lake.read("silver", "orders", columns=["_cdc_deleted"]).column("_cdc_deleted").to_pylist()
+            )
+            return deleted.count(False)
+
+        wait_until(lambda: silver_orders() == orders, 300, "CDC silver orders to match the source", 2)
+        today = datetime.now(UTC).date()
+        gold = s.schema("gold")
+
+        def gold_today():
+            rows = trino.query(f"SELECT events FROM {gold}.daily_funnel WHERE event_date = DATE '{today}'")
+            return rows and rows[0][0] == len(events)
+
+        wait_until(gold_today, 900, "gold daily_funnel to count today's events", 5)
+        graph = defs.resolve_asset_graph()
+        judged = [n.key for n in graph.asset_nodes if n.freshness_policy and n.group_name != "lifecycle"]
+        refreshed = [dg.AssetKey(["raw", "clickstream_events"]), dg.AssetKey(["bronze", "clickstream_events"]),
+                     change_log_key("orders"), silver_key("orders"), dg.AssetKey(["gold", "daily_funnel"])]  # fmt: skip
+        with inst.instance() as instance:
+
+            def states():
+                records = instance.get_freshness_state_records(judged)
+                return {k.to_user_string(): r.freshness_state.value if r else None
+                        for k in judged for r in [records.get(k)]}  # fmt: skip
+
+            def every_asset_passing():  # the daemon of this instance is the only one that evaluates it
+                return all(v == "PASS" for v in states().values())
+
+            try:
+                wait_until(every_asset_passing, 180, "the daemon to evaluate every asset's freshness", 5)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {states()}") from None
+            latest = instance.get_latest_materialization_events(refreshed)
+            late = {
+                k.to_user_string() for k in refreshed if not latest.get(k) or latest[k].timestamp < started
+            }
+            assert not late, f"not materialized by the automation: {sorted(late)}"
+            partition = instance.get_latest_materialization_event(dg.AssetKey(["gold", "daily_funnel"]))
+            assert partition.dagster_event.partition == today.isoformat(), partition.dagster_event.partition
+            # the stream jobs run and the Pinot tables consume: each gets its heartbeat once one is due
+            later = time.time() + HEARTBEAT_SECONDS
+            beats = {e.asset_key for e in heartbeats(s, instance, now=later)}
+            realtime = {n.key for n in graph.asset_nodes if n.group_name in ("realtime", "pinot")}
+            assert beats == realtime, sorted(k.to_user_string() for k in realtime - beats)
+            runs = instance.get_runs(
+                filters=dg.RunsFilter(created_after=datetime.fromtimestamp(started, UTC))
+            )
+            failed = [r.run_id for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+            assert not failed, f"automation runs failed: {failed}"
+        print(f"\nautomation: {len(judged)} assets passing their freshness policy; today's gold in "
+              f"{time.time() - started:.0f} s after the events; {len(runs)} runs")  # fmt: skip
+    finally:
+        daemon.terminate()
+        daemon.wait(30)

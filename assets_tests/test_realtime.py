@@ -338,11 +338,16 @@ def test_a_killed_job_is_restarted_by_the_watchdog_and_resumes_exactly_once(name
         for proc in [*root.children(recursive=True), root]:
             proc.kill()
     wait_until(lambda: not any(flink.running(s, j) for j in flink.FLINK_JOBS), 30, "the jobs to be gone")
-    request = stream_jobs_watchdog(dg.build_sensor_context())
-    assert isinstance(request, dg.RunRequest)
-    assert set(request.asset_selection) == {dg.AssetKey(["realtime", j.name]) for j in flink.FLINK_JOBS}
-    materialize(s, stream_job_assets)
-    assert isinstance(stream_jobs_watchdog(dg.build_sensor_context()), dg.SkipReason)
+    jobs = {dg.AssetKey(["realtime", j.name]) for j in flink.FLINK_JOBS}
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = stream_jobs_watchdog(dg.build_sensor_context(instance=instance))
+        (request,) = result.run_requests
+        assert set(request.asset_selection) == jobs
+        assert result.asset_events == []  # a job that is down gets no heartbeat
+        materialize(s, stream_job_assets)
+        again = stream_jobs_watchdog(dg.build_sensor_context(instance=instance))
+        # running again: no restart; each job, never recorded in this instance, gets its heartbeat
+        assert not again.run_requests and {e.asset_key for e in again.asset_events} == jobs, again
     everything = produced + later
     # Watermarks are not part of a checkpoint: after a restart, windows close as new events arrive.
     advance_watermark(s, max(ts(e) for e in later) + timedelta(hours=3))

@@ -164,8 +164,9 @@ def _build_dashboard_asset(key: str, title: str, models: list[str], tables: list
 
     @dg.asset(
         key=dg.AssetKey(["bi", key]), deps=deps, group_name="bi", kinds={"superset"}, owners=[ANALYTICS_OWNER],
-        automation_condition=dg.AutomationCondition.eager(), freshness_policy=DAILY_FRESHNESS,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        # not re-imported for the Pinot tables' heartbeats (stream_jobs_watchdog): their data is live anyway
+        automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.groups("pinot")),
+        freshness_policy=DAILY_FRESHNESS, backfill_policy=dg.BackfillPolicy.single_run(),
         description=f"The Superset dashboard **{title}**, imported from its part of `bi/superset_bundle` (it, its "
         f"charts, datasets and databases; each database connection tested first). Reads "
         f"{', '.join([*(f'gold.{m}' for m in models), *(f'Pinot {t}' for t in tables)])}.",

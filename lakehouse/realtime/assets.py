@@ -9,9 +9,10 @@ import dagster as dg
 from lakehouse.cdc.assets import change_log_key
 from lakehouse.ingest.assets import RAW_KEY
 from lakehouse.ingest.landing import land_topic, raw_target
+from lakehouse.ingest.sensors import kafka_sensor
 from lakehouse.policies import PLATFORM_OWNER, STREAMING_FRESHNESS
 from lakehouse.realtime import flink
-from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotRejected
+from lakehouse.realtime.pinot import PINOT_TABLES, CdcTable, PinotClient, PinotRejected
 from lakehouse.resources import KafkaResource, LakeResource, PinotResource, TrinoResource
 from lakehouse.settings import get_settings
 from lakehouse.stack.errors import StackError
@@ -249,17 +250,70 @@ def jobs_to_restart(s) -> dict[str, str]:
     }
 
 
+HEARTBEAT_SECONDS = 1800  # half the streaming layers' warn window (lakehouse/policies.py)
+
+
+def heartbeats(s, instance, now: float | None = None) -> list[dg.AssetMaterialization]:
+    """Materializations of the stream jobs that run and checkpoint, and of the Pinot tables that consume,
+    for those last materialized HEARTBEAT_SECONDS ago or more. A stream job or a Pinot table is started
+    once and then runs by itself: without this, its freshness policy would fail two hours after the start
+    while it works, and stay passing while it is down if nothing looked."""
+    now = now or time.time()
+    keys = {**{job_key(j): j for j in flink.FLINK_JOBS}, **{pinot_key(t.name): t for t in PINOT_TABLES}}
+    latest = instance.get_latest_materialization_events(list(keys))
+    due = [k for k in keys if latest.get(k) is None or now - latest[k].timestamp >= HEARTBEAT_SECONDS]
+    events = []
+    pinot = None
+    for key in due:
+        if isinstance(keys[key], flink.FlinkJob):
+            if flink.problem(s, keys[key]) is None:
+                status = flink.read_status(s, keys[key])
+                events.append(dg.AssetMaterialization(key, description="running and checkpointing",
+                                                      metadata={"observed_by": "stream_jobs_watchdog",
+                                                                "latest_checkpoint": str(status.get("checkpoint"))}))  # fmt: skip
+            continue
+        if latest.get(key) is None:
+            continue  # a table never created here: materialize it to create it
+        try:
+            pinot = pinot or PinotClient.from_settings(s)
+            info = pinot.consuming_info(s.pinot_table(keys[key].name))
+        except (PinotRejected, StackError):
+            continue  # not consuming, as far as anyone can tell: no heartbeat, the policy will say so
+        if info.get("_segmentToConsumingInfoMap"):
+            events.append(dg.AssetMaterialization(key, description="consuming Kafka",
+                                                  metadata={"observed_by": "stream_jobs_watchdog",
+                                                            "consuming_segments": len(info["_segmentToConsumingInfoMap"])}))  # fmt: skip
+    return events
+
+
 @dg.sensor(job=stream_jobs, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Watchdog: restarts a stream job whose process is gone (it resumes from its newest "
-           "checkpoint, so nothing is lost or written twice). Jobs never started are left alone.")  # fmt: skip
+           "checkpoint, so nothing is lost or written twice); jobs never started are left alone. Records a "
+           "materialization of each stream job that runs and each Pinot table that consumes, every 30 "
+           "minutes, so that their freshness says whether they work.")  # fmt: skip
 def stream_jobs_watchdog(context: dg.SensorEvaluationContext):
-    down = jobs_to_restart(get_settings())
-    if not down:
-        return dg.SkipReason("every stream job that was started is running")
+    s = get_settings()
+    events = heartbeats(s, context.instance)
+    down = jobs_to_restart(s)
     for problem in down.values():
         context.log.warning(problem)
-    return dg.RunRequest(
+    if not down:
+        return dg.SensorResult(asset_events=events, skip_reason=None if events else dg.SkipReason(
+            "every stream job that was started is running"))  # fmt: skip
+    return dg.SensorResult(asset_events=events, run_requests=[dg.RunRequest(
         run_key=f"restart-{'-'.join(sorted(down))}-{int(time.time())}",
         asset_selection=[job_key(flink.by_name(n)) for n in sorted(down)],
         tags={"lakehouse/restarted": ",".join(sorted(down))},
-    )
+    )])  # fmt: skip
+
+
+realtime_landing_job = dg.define_asset_job(
+    "realtime_landing",
+    selection=dg.AssetSelection.assets(*(landed_key(o) for o in LANDED_OUTPUTS)),
+    description="Land the stream jobs' new output records in the lake (raw/rt_*), exactly once.",
+)
+realtime_kafka_sensor = kafka_sensor(
+    "realtime_kafka_sensor", realtime_landing_job,
+    lambda kafka: [get_settings().realtime_topic(o) for o in LANDED_OUTPUTS],
+    "Requests a landing run whenever a stream job's output topic has new records.",
+)  # fmt: skip

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,3 +139,14 @@ def listens_on(record: ProcessRecord, port: int) -> bool:
         c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid in pids
         for c in psutil.net_connections(kind="tcp")
     )
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 1.0):
+    """The predicate's first true value, polled every `interval` s; a TimeoutError naming `what` after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
