@@ -51,7 +51,17 @@ INF = float("inf")
 
 
 class TimedTraffic(LiveTraffic):
-    """LiveTraffic that remembers when each event was produced, in order."""
+    """LiveTraffic that remembers when each event was produced, in order; far more impressions than clicks
+    (gold's tests refuse a product clicked more often than shown, which a few random events could be)."""
+
+    KINDS = ("impression",) * 8 + ("click", "product_view")
+
+    def pump(self) -> None:
+        due = int((time.monotonic() - self.started) * self.rate)
+        while self.sent < due:
+            self.send(self.event(self.rng.choice(self.KINDS), self.rng.randint(1, 300), time.time()))
+            self.sent += 1
+        self.producer.poll(0)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -88,7 +98,7 @@ class KafkaBaseline(threading.Thread):
         self.consumer.close()
 
 
-def bronze_poller(lake, today: str):
+def bronze_poller(lake, today):
     """A function that returns the event ids bronze holds for today, read again only when the table's
     version changed."""
     state = {"version": None, "ids": set()}
@@ -122,7 +132,15 @@ def main() -> int:
     os.environ.update(env)
 
     from lakehouse.demo import materialize_command
-    from lakehouse.generator.clickstream import SCHEMA_VERSION, GeneratorConfig, catalogue, encode, produce
+    from lakehouse.generator.clickstream import (
+        SCHEMA_VERSION,
+        GeneratorConfig,
+        catalogue,
+        encode,
+        generate_events,
+        produce,
+        stamped_now,
+    )
     from lakehouse.realtime import flink
     from lakehouse.realtime.pinot import PinotClient
     from lakehouse.resources import LakeResource, TrinoResource
@@ -153,9 +171,7 @@ def main() -> int:
         print(f"1. first run: the whole graph but lifecycle and BI for {today}, {args.seed_events} events ...",
               flush=True)  # fmt: skip
         products = catalogue(random.Random(5), GeneratorConfig())
-        seed = TimedTraffic(None, s.events_topic, 0, products, SCHEMA_VERSION)
-        seed_events = [seed.event(random.choice(("impression", "click", "product_view")), 1 + i % 50, time.time())
-                       for i in range(args.seed_events)]  # fmt: skip
+        seed_events = stamped_now(generate_events(GeneratorConfig(events=args.seed_events, days=1, seed=3)))
         produce(s, s.events_topic, encode(seed_events), progress=False)
         started = time.monotonic()
         cmd = materialize_command(today, today, select="not group:lifecycle and not group:bi")
@@ -187,7 +203,7 @@ def main() -> int:
 
         print(f"3. live traffic: {args.rate:g} events/s for {args.minutes:g} min, a Pinot probe every "
               f"{args.probe_interval:g} s; polls every {args.poll:g} s", flush=True)  # fmt: skip
-        bronze_seen, bronze = bronze_poller(lake, today.isoformat()), {}
+        bronze_seen, bronze = bronze_poller(lake, today), {}
         gold, gold_seen_count = [], 0
         probes, pinot, user = {}, [], PROBE_USERS
         priming = max(0, s.suspicious_burst_count - 1)

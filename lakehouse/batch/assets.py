@@ -27,11 +27,15 @@ from lakehouse.table_figures import table_figures
 FUNNEL_KEY = dg.AssetKey(["silver", "product_funnel_daily"])
 SESSIONS_KEY = dg.AssetKey(["silver", "sessions"])
 ENRICHED_KEY = dg.AssetKey(["silver", "enriched_events"])
+BRONZE_VERSION = "bronze_version"  # metadata: the version of bronze a silver materialization was built from
 
 
-def read_bronze(session: SparkSession, lake: LakeResource, first: str, after: str) -> DataFrame:
+def read_bronze(session: SparkSession, lake: LakeResource, first: str, after: str, version: int) -> DataFrame:
+    """Bronze's events of [first, after) as of one version: the landing keeps committing meanwhile, and the
+    run's checks compare silver with the bronze it was built from (its metadata's `bronze_version`)."""
     return (
         session.read.format("delta")
+        .option("versionAsOf", version)
         .load(lake.table_uri("bronze", "clickstream_events"))
         .where(F.col("event_date") >= F.lit(first).cast("date"))
         .where(F.col("event_date") < F.lit(after).cast("date"))
@@ -150,8 +154,9 @@ def silver_daily(
     refuse_archived_source(lake._settings(), "bronze", "clickstream_events", window.start.date(),
                            window.end.date() - timedelta(days=1))  # fmt: skip
     session = spark.spark_session
+    bronze_version = lake.table("bronze", "clickstream_events").version()
     events = read_bronze(
-        session, lake, window.start.date().isoformat(), window.end.date().isoformat()
+        session, lake, window.start.date().isoformat(), window.end.date().isoformat(), bronze_version
     ).cache()
     computations = {
         FUNNEL_KEY: ("product_funnel_daily", lambda _, e: product_funnel_daily(e), None),
@@ -162,5 +167,6 @@ def silver_daily(
         computations[ENRICHED_KEY] = ("enriched_events", compute, extra)
     for key, (table, compute, extra) in computations.items():
         if key in context.selected_asset_keys:
-            yield write_days(context, spark, lake, trino, table, compute, events, extra, asset_key=key)
+            metadata = {**(extra or {}), BRONZE_VERSION: bronze_version}
+            yield write_days(context, spark, lake, trino, table, compute, events, metadata, asset_key=key)
     events.unpersist()

@@ -9,15 +9,21 @@ from collections import Counter
 import dagster as dg
 import pyarrow.compute as pc
 
-from lakehouse.batch.assets import ENRICHED_KEY, FUNNEL_KEY, SESSIONS_KEY
+from lakehouse.batch.assets import BRONZE_VERSION, ENRICHED_KEY, FUNNEL_KEY, SESSIONS_KEY
 from lakehouse.policies import DAILY_PARTITIONS
 from lakehouse.resources import LakeResource
 
 
-def day_counts(lake: LakeResource, table: str, events_column: str | None) -> Counter:
-    """Events per day in a silver table (the sum of `events_column`, or its rows); bronze's with table=None."""
+def day_counts(
+    lake: LakeResource, table: str, events_column: str | None, bronze_version: int | None = None
+) -> Counter:
+    """Events per day in a silver table (the sum of `events_column`, or its rows); bronze's with table=None
+    (as of `bronze_version`, if given)."""
     if table is None:
-        bronze = lake.read("bronze", "clickstream_events", columns=["event_date"])
+        dt = lake.table("bronze", "clickstream_events")
+        if bronze_version is not None:
+            dt.load_as_version(bronze_version)
+        bronze = dt.to_pyarrow_table(columns=["event_date"])
         return Counter(str(d) for d in bronze.column("event_date").to_pylist())
     silver = lake.read("silver", table, columns=["event_date"] + ([events_column] if events_column else []))
     counts = silver.column(events_column).to_pylist() if events_column else [1] * silver.num_rows
@@ -59,19 +65,34 @@ def run_days(context) -> set[str] | None:
     return None
 
 
+def built_from(context, key: dg.AssetKey) -> int | None:
+    """The bronze version this run's materialization of `key` was built from (None outside a run, or for a
+    materialization without it)."""
+    if context is None:
+        return None
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(BRONZE_VERSION)
+    return int(value.value) if value is not None else None
+
+
 def events_per_day_match_bronze(
     context, lake: LakeResource, table: str, events_column: str | None
 ) -> dg.AssetCheckResult:
-    """Per day the run built, the table's events equal bronze's events. Other days that fell behind bronze
-    (late events arrived after they were built) do not fail this run: they are listed with the command that
-    rebuilds them, and the late_events sensor rebuilds them on its own."""
-    silver_days, bronze_days = day_counts(lake, table, events_column), day_counts(lake, None, None)
+    """Per day the run built, the table's events equal bronze's events, as of the bronze version the run
+    read (the landing goes on committing meanwhile). Other days that fell behind bronze (late events arrived
+    after they were built) do not fail this run: they are listed with the command that rebuilds them, and
+    the late_events sensor rebuilds them on its own."""
+    version = built_from(context, dg.AssetKey(["silver", table]))
+    silver_days, bronze_days = day_counts(lake, table, events_column), day_counts(lake, None, None, version)
     built = run_days(context)
     checked = built if built is not None else set(silver_days)
     mismatched = {d: {"silver": silver_days.get(d, 0), "bronze": bronze_days.get(d, 0)} for d in sorted(checked)
                   if silver_days.get(d, 0) != bronze_days.get(d, 0)}  # fmt: skip
     behind = sorted(d for d, n in silver_days.items() if d not in checked and n != bronze_days.get(d, 0))
     metadata = {
+        "bronze_version": version if version is not None else "latest",
         "days_checked": len(checked),
         "mismatched_days": mismatched,
         "other_days_behind_bronze": behind,

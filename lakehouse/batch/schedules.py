@@ -2,7 +2,7 @@
 today's partition refreshed every 15 minutes (LAKEHOUSE_INTRADAY_CRON); days rebuilt when late events
 reach bronze; gold rebuilt automatically when the silver it reads changes (declarative automation)."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -65,7 +65,9 @@ def late_events_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     if lake.table("silver", "sessions") is None or lake.table("bronze", "clickstream_events") is None:
         return dg.SkipReason("silver has not been built yet")
     behind = days_behind_bronze(lake)
-    valid = set(DAILY_PARTITIONS.get_partition_keys())
+    # closed days only: today's partition grows all day, and intraday_batch_schedule refreshes it
+    today = datetime.now(UTC).date().isoformat()
+    valid = {day for day in DAILY_PARTITIONS.get_partition_keys() if day < today}
     requests = [dg.RunRequest(run_key=f"late-events:{day}:{n['bronze']}", partition_key=day,
                               tags={"lakehouse/reason": f"late events: bronze {n['bronze']}, silver {n['silver']}"})
                 for day, n in behind.items() if day in valid]  # fmt: skip
