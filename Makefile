@@ -10,7 +10,7 @@ FLINK_VENV := streaming/.venv
 BI_VENV := bi/.venv
 export DAGSTER_HOME ?= $(CURDIR)/.lakehouse/dagster
 
-.PHONY: help setup system-deps demo test lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime bench-bi bench-lifecycle bench-freshness
+.PHONY: help setup system-deps demo test test-automation lint unit ui up down status logs docs clean bench-ingest bench-cdc bench-query bench-realtime bench-bi bench-lifecycle bench-freshness
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,6 +73,11 @@ test: export LAKEHOUSE_STACK_WITHOUT ?= dagster-daemon
 test: setup lint  ## the whole suite on the live stack (starts it if needed; no automation daemon)
 	@$(BIN)/lakehouse stack up
 	@$(BIN)/pytest
+
+test-automation: export LAKEHOUSE_STACK_WITHOUT ?= dagster-daemon
+test-automation: setup  ## automation end to end: a namespace's daemon keeps every layer fresh (15-30 min)
+	@$(BIN)/lakehouse stack up
+	@$(BIN)/pytest -m automation assets_tests/test_end_to_end.py
 
 bench-ingest: setup  ## benchmark: Kafka -> raw Delta against a plain consume loop
 	@$(BIN)/lakehouse stack up

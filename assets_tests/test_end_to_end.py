@@ -578,6 +578,7 @@ AUTOMATION = ("clickstream_kafka_sensor", "cdc_kafka_sensor", "gold_automation",
               "stream_jobs_watchdog", "realtime_kafka_sensor")  # fmt: skip
 
 
+@pytest.mark.automation  # 15-30 minutes on 2 cores: `make test-automation`
 def test_automation_alone_makes_every_layer_fresh(namespace, produced, ns_dagster, tmp_path):
     """After the first run (the fixture), nothing is started by hand: the namespace's daemon, with the
     sensors and schedules that keep the layers fresh, takes new clickstream events and OLTP changes to raw,
