@@ -345,6 +345,9 @@ def test_a_killed_job_is_restarted_by_the_watchdog_and_resumes_exactly_once(name
         assert set(request.asset_selection) == jobs
         assert result.asset_events == []  # a job that is down gets no heartbeat
         materialize(s, stream_job_assets)
+        restarted = time.time()
+        wait_until(lambda: all(flink.read_status(s, j).get("checkpoint_at", 0) > restarted for j in flink.FLINK_JOBS),
+                   120, "a checkpoint of every restarted job", 1)  # fmt: skip
         again = stream_jobs_watchdog(dg.build_sensor_context(instance=instance))
         # running again: no restart; each job, never recorded in this instance, gets its heartbeat
         assert not again.run_requests and {e.asset_key for e in again.asset_events} == jobs, again

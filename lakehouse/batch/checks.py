@@ -66,15 +66,23 @@ def run_days(context) -> set[str] | None:
 
 
 def built_from(context, key: dg.AssetKey) -> int | None:
-    """The bronze version this run's materialization of `key` was built from (None outside a run, or for a
-    materialization without it)."""
+    """The bronze version this run's materialization of `key` was built from: looked up in this run's own
+    records, then in its parents' (a retry re-runs only the failed steps, so the check of a retried run can
+    follow a materialization of its parent run). None outside a run, or without such a materialization."""
     if context is None:
         return None
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get(BRONZE_VERSION)
-    return int(value.value) if value is not None else None
+    instance, run = context.instance, context.run
+    while run is not None:
+        records = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        for record in reversed(records):
+            materialization = record.event_log_entry.asset_materialization
+            if materialization is not None and materialization.asset_key == key:
+                value = materialization.metadata.get(BRONZE_VERSION)
+                return int(value.value) if value is not None else None
+        run = instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
+    return None
 
 
 def events_per_day_match_bronze(
