@@ -585,6 +585,7 @@ def test_automation_alone_makes_every_layer_fresh(namespace, produced, ns_dagste
     bronze, the change logs and CDC silver, and today's silver and gold; then the daemon finds every asset
     with a freshness policy (raw to BI; the lifecycle runs on its own daily schedules) passing it. The
     intraday refresh runs every minute here (LAKEHOUSE_INTRADAY_CRON, 15 minutes by default)."""
+    import contextlib
     import threading
     import time
 
@@ -606,17 +607,44 @@ def test_automation_alone_makes_every_layer_fresh(namespace, produced, ns_dagste
     with connect(s) as conn:
         orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
     daemon = inst.daemon(tmp_path / "daemon.log")
-    # and events go on arriving for 100 s, across a refresh: the landing commits to bronze while silver
-    # builds from it (silver's checks compare with the bronze version it read, not the newer one)
-    trickle = [
-        stamped_now(generate_events(GeneratorConfig(events=10, days=1, seed=1000 + i))) for i in range(20)
-    ]
-    producer = threading.Thread(target=lambda: [(produce(s, s.events_topic, encode(batch), progress=False),
-                                                 time.sleep(5)) for batch in trickle])  # fmt: skip
+    # and events go on arriving, 10 every 5 s, until a refresh of today succeeded: the landing commits to
+    # bronze while silver builds from it (silver's checks compare with the bronze version it read)
+    trickled, errors, stop = [], [], threading.Event()
+
+    def trickle():
+        for i in range(120):
+            if stop.is_set():
+                return
+            batch = stamped_now(generate_events(GeneratorConfig(events=10, days=1, seed=1000 + i)))
+            try:
+                produce(s, s.events_topic, encode(batch), progress=False)
+            except Exception as exc:  # noqa: BLE001 - the test fails on it below
+                errors.append(exc)
+                return
+            trickled.extend(batch)
+            stop.wait(5)
+
+    producer = threading.Thread(target=trickle)
     producer.start()
     try:
-        producer.join(300)
-        events += [e for batch in trickle for e in batch]
+        with inst.instance() as instance:
+            refresh = wait_until(lambda: next(iter(instance.get_runs(filters=dg.RunsFilter(
+                tags={"dagster/schedule_name": "intraday_batch_schedule"}, statuses=[dg.DagsterRunStatus.SUCCESS]),
+                limit=1)), None), 900, "a refresh of today to succeed", 5)  # fmt: skip
+            stats = instance.get_run_stats(refresh.run_id)
+            records = instance.get_records_for_run(
+                refresh.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            )
+            read = next(r.event_log_entry.asset_materialization.metadata["bronze_version"].value
+                        for r in records.records if r.event_log_entry.asset_materialization.asset_key.path[0] == "silver")  # fmt: skip
+        stop.set()
+        producer.join(60)
+        assert not errors, errors
+        # bronze commits after the version silver read and before the refresh (its checks included) ended
+        history = lake.table("bronze", "clickstream_events").history()
+        during = [h for h in history if h["version"] > read and h["timestamp"] < stats.end_time * 1000]
+        assert during, f"no bronze commit while the refresh ran (it read version {read}): nothing overlapped"
+        events += trickled
         new = {e["event_id"] for e in events}
         wait_until(lambda: new <= set(lake.read("bronze", "clickstream_events", columns=["event_id"])
                                       .column("event_id").to_pylist()), 300, "bronze to hold the new events", 2)  # fmt: skip
@@ -674,5 +702,7 @@ def test_automation_alone_makes_every_layer_fresh(namespace, produced, ns_dagste
         print(f"\nautomation: {len(judged)} assets passing their freshness policy; today's gold in "
               f"{time.time() - started:.0f} s after the events; {len(runs)} runs")  # fmt: skip
     finally:
+        stop.set()
         daemon.terminate()
-        daemon.wait(30)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(30)

@@ -135,7 +135,9 @@ def stamped_now(events: list[dict], seconds: float = 60.0) -> list[dict]:
     """The events restamped, in their order, over the last `seconds` (never before today's midnight UTC):
     a live stream of today's events, for the intraday refresh and the freshness benchmark."""
     now = datetime.now(UTC)
-    span = min(seconds, (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() - 1)
+    span = max(
+        0.0, min(seconds, (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() - 1)
+    )
     for i, event in enumerate(events):
         at = now - timedelta(seconds=span * (len(events) - i) / len(events))
         event["event_time"] = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -76,12 +76,16 @@ class NamespaceDagster:
         self.s = settings.model_copy(update={"dagster_db": f"{settings.schema_prefix}dagster",
                                              "dagster_code_port": free_port()})  # fmt: skip
         self.home, self.workdir = workdir / "dagster", workdir
+        self.procs: list[tuple[int, float]] = []
         ensure_storage(self.s, log=lambda *_: None)
-        ensure_instance(self.s, self.home)
-        self.launch = DagsterCode().launch(self.s)
+        try:
+            ensure_instance(self.s, self.home)
+            self.launch = DagsterCode().launch(self.s)
+        except BaseException:
+            self.close()  # the database just created is dropped
+            raise
         self.env = {**env, **self.launch.env, "DAGSTER_HOME": str(self.home)}
         self.code_env = code_env
-        self.procs: list[tuple[int, float]] = []
         self.code: subprocess.Popen | None = None
 
     def code_server(self) -> None:
@@ -148,6 +152,9 @@ class NamespaceDagster:
         ):
             location = ctx.create_request_context().get_code_location(LOCATION)
             (repo,) = location.get_repositories().values()
+            known = {i.name for i in [*repo.get_sensors(), *repo.get_schedules()]}
+            if names - known:  # before anything is switched
+                raise ValueError(f"no sensor or schedule named {sorted(names - known)}")
             kinds = ((repo.get_sensors(), instance.start_sensor, instance.stop_sensor),
                      (repo.get_schedules(), instance.start_schedule, instance.stop_schedule))  # fmt: skip
             for instigators, start, stop in kinds:
@@ -157,8 +164,6 @@ class NamespaceDagster:
                         kept[instigator.name] = instigator
                     else:
                         stop(instigator.get_remote_origin_id(), instigator.selector_id, instigator)
-        if set(kept) != names:
-            raise ValueError(f"no sensor or schedule named {sorted(names - set(kept))}")
         return kept
 
     def stop_processes(self) -> None:
