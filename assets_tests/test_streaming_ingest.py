@@ -58,6 +58,24 @@ def test_sensor_requests_a_run_only_for_new_records(namespace):
     assert isinstance(later, dg.RunRequest) and later.run_key != first.run_key
     assert sum(json.loads(later_ctx.cursor).values()) == 55
 
+    # while its run is queued or running, the sensor requests no other (they would pile up in the queue)
+    produce(s, topic, encode(generate_events(GeneratorConfig(events=5, seed=3, end=END))), progress=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = instance.add_run(dg.DagsterRun(job_name="clickstream_ingest", status=dg.DagsterRunStatus.STARTED,
+                                             tags={"dagster/sensor_name": "clickstream_kafka_sensor"}))  # fmt: skip
+        busy_ctx = dg.build_sensor_context(
+            cursor=later_ctx.cursor, resources={"kafka": kafka}, instance=instance
+        )
+        busy = clickstream_kafka_sensor(busy_ctx)
+        assert isinstance(busy, dg.SkipReason) and run.run_id in busy.skip_message, busy
+        assert busy_ctx.cursor == later_ctx.cursor  # the new records wait for the next tick
+        instance.report_run_failed(run)
+        free_ctx = dg.build_sensor_context(
+            cursor=later_ctx.cursor, resources={"kafka": kafka}, instance=instance
+        )
+        assert isinstance(clickstream_kafka_sensor(free_ctx), dg.RunRequest)
+        assert sum(json.loads(free_ctx.cursor).values()) == 60
+
 
 def test_dead_letters_schema_evolution_and_accounting(namespace):
     s = namespace.settings
