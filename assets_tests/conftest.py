@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ import psutil
 import pytest
 
 from lakehouse.settings import LakehouseSettings, get_settings
+from lakehouse.stack.process import group_members, stop_process_group  # noqa: F401 - the tests' too
 
 SESSION_ENV = "ASSETS_TESTS_SESSION"
 SESSION_TOKEN = f"{os.getpid()}-{time.time_ns()}"
@@ -159,48 +159,6 @@ def assert_checks_passed(result, checks) -> None:
 
 
 # --- stopping what a test started ------------------------------------------------------------------
-
-
-def _describe(proc: psutil.Process) -> str:
-    try:
-        return f"pid {proc.pid}: {' '.join(proc.cmdline())[:400]}"
-    except psutil.Error:
-        return f"pid {proc.pid}"
-
-
-def group_members(pgid: int, leader_created: float) -> list[psutil.Process]:
-    """The live (not zombie) processes of process group `pgid`, whose leader started at `leader_created`.
-    A group's id is not given to a new process while the group has members, so if a process of another
-    start time now has that id as its pid, our group is gone and nothing is returned."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        if abs(psutil.Process(pgid).create_time() - leader_created) > 1.0:
-            return []
-    members = []
-    for proc in psutil.process_iter(["status"]):
-        with contextlib.suppress(OSError):
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-    return members
-
-
-def stop_process_group(pgid: int, leader_created: float, timeout: float = 30.0) -> list[str]:
-    """Stop every process of group `pgid` (a process started with start_new_session=True and all it
-    started, orphans included): SIGTERM to the group, wait up to `timeout` for the group to be empty,
-    then SIGKILL the group and wait until it is. Returns the processes that were running when called."""
-    members = group_members(pgid, leader_created)
-    if not members:
-        return []
-    running = [_describe(p) for p in members]
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while group_members(pgid, leader_created) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if group_members(pgid, leader_created):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        wait_until(lambda: not group_members(pgid, leader_created), 30, f"process group {pgid} to be gone")
-    return running
 
 
 def stop_processes(procs: Iterable[psutil.Process], timeout: float = 20.0) -> None:

@@ -25,7 +25,7 @@ def test_the_intraday_schedule_refreshes_today_and_skips_while_the_last_refresh_
 
     import dagster as dg
 
-    from lakehouse.batch.schedules import daily_batch_job, intraday_batch_schedule
+    from lakehouse.batch.schedules import intraday_batch_job, intraday_batch_schedule
 
     when = datetime(2026, 3, 14, 9, 45, tzinfo=UTC)
     with dg.instance_for_test() as instance:
@@ -35,7 +35,7 @@ def test_the_intraday_schedule_refreshes_today_and_skips_while_the_last_refresh_
         assert request.partition_key == "2026-03-14" and request.run_key == f"intraday:{when.isoformat()}"
         step = dg.op(name="noop")(lambda: None)
 
-        @dg.job(name=daily_batch_job.name)
+        @dg.job(name=intraday_batch_job.name)
         def noop():
             step()
 

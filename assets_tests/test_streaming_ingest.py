@@ -46,33 +46,33 @@ def test_sensor_requests_a_run_only_for_new_records(namespace):
         encode(generate_events(GeneratorConfig(events=50, seed=1, end=END))),
         progress=False,
     )
-    ctx = dg.build_sensor_context(cursor=None, resources={"kafka": kafka})
-    first = clickstream_kafka_sensor(ctx)
-    assert isinstance(first, dg.RunRequest)
-    assert sum(json.loads(ctx.cursor).values()) == 50
-    again = clickstream_kafka_sensor(dg.build_sensor_context(cursor=ctx.cursor, resources={"kafka": kafka}))
-    assert isinstance(again, dg.SkipReason)
-    produce(s, topic, encode(generate_events(GeneratorConfig(events=5, seed=2, end=END))), progress=False)
-    later_ctx = dg.build_sensor_context(cursor=ctx.cursor, resources={"kafka": kafka})
-    later = clickstream_kafka_sensor(later_ctx)
-    assert isinstance(later, dg.RunRequest) and later.run_key != first.run_key
-    assert sum(json.loads(later_ctx.cursor).values()) == 55
-
-    # while its run is queued or running, the sensor requests no other (they would pile up in the queue)
-    produce(s, topic, encode(generate_events(GeneratorConfig(events=5, seed=3, end=END))), progress=False)
     with dg.DagsterInstance.ephemeral() as instance:
+
+        def context(cursor):
+            return dg.build_sensor_context(cursor=cursor, resources={"kafka": kafka}, instance=instance)
+
+        ctx = context(None)
+        first = clickstream_kafka_sensor(ctx)
+        assert isinstance(first, dg.RunRequest)
+        assert sum(json.loads(ctx.cursor).values()) == 50
+        again = clickstream_kafka_sensor(context(ctx.cursor))
+        assert isinstance(again, dg.SkipReason)
+        produce(s, topic, encode(generate_events(GeneratorConfig(events=5, seed=2, end=END))), progress=False)
+        later_ctx = context(ctx.cursor)
+        later = clickstream_kafka_sensor(later_ctx)
+        assert isinstance(later, dg.RunRequest) and later.run_key != first.run_key
+        assert sum(json.loads(later_ctx.cursor).values()) == 55
+
+        # while its run is queued or running, the sensor requests no other (they would pile up in the queue)
+        produce(s, topic, encode(generate_events(GeneratorConfig(events=5, seed=3, end=END))), progress=False)
         run = instance.add_run(dg.DagsterRun(job_name="clickstream_ingest", status=dg.DagsterRunStatus.STARTED,
                                              tags={"dagster/sensor_name": "clickstream_kafka_sensor"}))  # fmt: skip
-        busy_ctx = dg.build_sensor_context(
-            cursor=later_ctx.cursor, resources={"kafka": kafka}, instance=instance
-        )
+        busy_ctx = context(later_ctx.cursor)
         busy = clickstream_kafka_sensor(busy_ctx)
         assert isinstance(busy, dg.SkipReason) and run.run_id in busy.skip_message, busy
         assert busy_ctx.cursor == later_ctx.cursor  # the new records wait for the next tick
         instance.report_run_failed(run)
-        free_ctx = dg.build_sensor_context(
-            cursor=later_ctx.cursor, resources={"kafka": kafka}, instance=instance
-        )
+        free_ctx = context(later_ctx.cursor)
         assert isinstance(clickstream_kafka_sensor(free_ctx), dg.RunRequest)
         assert sum(json.loads(free_ctx.cursor).values()) == 60
 

@@ -45,8 +45,6 @@ from _cleanup import Teardown
 from _stats import percentile
 from bench_realtime import PROBE_USERS, Broker, LiveTraffic, QueryFailed, fmt
 
-AUTOMATION = ("clickstream_kafka_sensor", "intraday_batch_schedule", "gold_automation", "late_events_sensor",
-              "stream_jobs_watchdog")  # fmt: skip
 INF = float("inf")
 
 
@@ -145,6 +143,7 @@ def main() -> int:
         produce,
         stamped_now,
     )
+    from lakehouse.policies import FRESHNESS_AUTOMATION
     from lakehouse.realtime import flink
     from lakehouse.realtime.pinot import PinotClient
     from lakehouse.resources import LakeResource, TrinoResource
@@ -156,21 +155,21 @@ def main() -> int:
 
     s = get_settings()
     cron = args.intraday_cron or s.intraday_cron
+    today = datetime.now(UTC).date()
+    if datetime.now(UTC) + timedelta(minutes=args.minutes + 15) + timedelta(seconds=args.drain_timeout) > (
+        datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
+    ):  # 15 minutes for the first run
+        print("bench: the run could cross midnight UTC (today's partition would change): start it later "
+              "or shorten --minutes/--drain-timeout", file=sys.stderr)  # fmt: skip
+        return 1
     client = PinotClient.from_settings(s)
     with Teardown(tag, home=s.home) as td, tempfile.TemporaryDirectory(prefix=f"{tag}-") as work:
         td.watch_stream_jobs(flink.namespace(s))
         td.watch_pinot_tables(client, s.schema_prefix)
         manager.up(s)
         kafka_access.install(s, log=lambda *_: None)  # the namespace's topics for each principal
-        dagster = NamespaceDagster(s, {**os.environ, **env}, Path(work), LAKEHOUSE_INTRADAY_CRON=cron)
+        dagster = NamespaceDagster(s, dict(os.environ), Path(work), LAKEHOUSE_INTRADAY_CRON=cron)
         td.on_exit("the namespace's Dagster", dagster.close)
-        today = datetime.now(UTC).date()
-        if datetime.now(UTC) + timedelta(minutes=args.minutes) + timedelta(seconds=args.drain_timeout) > (
-            datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC)
-        ):
-            print("bench: the run could cross midnight UTC (today's partition would change): start it later "
-                  "or shorten --minutes/--drain-timeout", file=sys.stderr)  # fmt: skip
-            return 1
 
         print(f"1. first run: the whole graph but lifecycle and BI for {today}, {args.seed_events} events ...",
               flush=True)  # fmt: skip
@@ -187,8 +186,11 @@ def main() -> int:
             return 1
         print(f"   done in {time.monotonic() - started:.0f} s", flush=True)
 
-        print(f"2. the daemon, with {', '.join(AUTOMATION)} on; today's refresh on `{cron}`", flush=True)
-        dagster.only_on(AUTOMATION)
+        print(
+            f"2. the daemon, with {', '.join(FRESHNESS_AUTOMATION)} on; today's refresh on `{cron}`",
+            flush=True,
+        )
+        dagster.only_on(FRESHNESS_AUTOMATION)
         dagster.daemon(Path(work) / "daemon.log")
         lake, trino = LakeResource.from_settings(s), TrinoResource.from_settings(s)
         gold_sql = f"SELECT events FROM {s.schema('gold')}.daily_funnel WHERE event_date = DATE '{today}'"
@@ -282,6 +284,8 @@ def main() -> int:
             failed = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
         for run in failed:
             print(f"   failed run: {run.job_name} {run.run_id} ({run.tags.get('dagster/partition', '-')})")
+        if traffic.errors:
+            print(f"   {len(traffic.errors)} events were not delivered: {traffic.errors[0]}", flush=True)
         n = len(traffic.order)
         bronze_all = list(bronze.values()) + [INF] * (n - len(bronze))
         gold_all = gold + [INF] * (n - len(gold))
@@ -302,7 +306,8 @@ def main() -> int:
               f"({'met' if g95 < 1200 else 'missed'}), Pinot p95 under 5 s ({'met' if p95 < 5 else 'missed'}); "
               f"today's refresh on `{cron}`")  # fmt: skip
         print(" ".join(f"{k}_p50_s={v[0]:.2f} {k}_p95_s={v[1]:.2f}" for k, v in figures.items())
-              + f" kafka_p95_s={kafka95:.3f} failed_runs={len(failed)}", flush=True)  # fmt: skip
+              + f" kafka_p95_s={kafka95:.3f} failed_runs={len(failed)} undelivered={len(traffic.errors)}",
+              flush=True)  # fmt: skip
         return 0
 
 

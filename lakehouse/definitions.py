@@ -9,6 +9,7 @@ from lakehouse.batch.schedules import (
     daily_batch_job,
     daily_batch_schedule,
     gold_automation_sensor,
+    intraday_batch_job,
     intraday_batch_schedule,
     late_events_sensor,
 )
@@ -114,6 +115,7 @@ defs = dg.Definitions(
     jobs=[
         all_assets_job,
         daily_batch_job,
+        intraday_batch_job,
         clickstream_ingest_job,
         cdc_apply_job,
         table_maintenance,

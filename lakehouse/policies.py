@@ -13,6 +13,10 @@ STREAMING_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 # Daily layers are built each morning for yesterday: late after 06:00 UTC.
 DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=24))
+# the sensors and schedules that keep every layer within its freshness policy (README, "Automation"); the
+# automation test and bench-freshness switch exactly these on in a deployment of their own
+FRESHNESS_AUTOMATION = ("clickstream_kafka_sensor", "cdc_kafka_sensor", "intraday_batch_schedule", "gold_automation",
+                        "late_events_sensor", "stream_jobs_watchdog", "realtime_kafka_sensor")  # fmt: skip
 
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
 

@@ -154,7 +154,7 @@ def silver_daily(
     refuse_archived_source(lake._settings(), "bronze", "clickstream_events", window.start.date(),
                            window.end.date() - timedelta(days=1))  # fmt: skip
     session = spark.spark_session
-    bronze_version = lake.table("bronze", "clickstream_events").version()
+    bronze_version = lake.existing("bronze", "clickstream_events").version()
     events = read_bronze(
         session, lake, window.start.date().isoformat(), window.end.date().isoformat(), bronze_version
     ).cache()

@@ -20,10 +20,7 @@ def day_counts(
     """Events per day in a silver table (the sum of `events_column`, or its rows); bronze's with table=None
     (as of `bronze_version`, if given)."""
     if table is None:
-        dt = lake.table("bronze", "clickstream_events")
-        if bronze_version is not None:
-            dt.load_as_version(bronze_version)
-        bronze = dt.to_pyarrow_table(columns=["event_date"])
+        bronze = lake.read("bronze", "clickstream_events", columns=["event_date"], version=bronze_version)
         return Counter(str(d) for d in bronze.column("event_date").to_pylist())
     silver = lake.read("silver", table, columns=["event_date"] + ([events_column] if events_column else []))
     counts = silver.column(events_column).to_pylist() if events_column else [1] * silver.num_rows
@@ -66,12 +63,14 @@ def run_days(context) -> set[str] | None:
 
 
 def built_from(context, key: dg.AssetKey) -> int | None:
-    """The bronze version this run's materialization of `key` was built from: looked up in this run's own
-    records, then in its parents' (a retry re-runs only the failed steps, so the check of a retried run can
-    follow a materialization of its parent run). None outside a run, or without such a materialization."""
-    if context is None:
-        return None
-    instance, run = context.instance, context.run
+    """The bronze version this run's materialization of `key` was built from (None outside a run)."""
+    return None if context is None else bronze_version_of(context.instance, context.run, key)
+
+
+def bronze_version_of(instance: dg.DagsterInstance, run: dg.DagsterRun, key: dg.AssetKey) -> int | None:
+    """The bronze version `run`'s materialization of `key` was built from: looked up in the run's own records,
+    then in its parents' (a retry re-runs only the failed steps, so the check of a retried run can follow a
+    materialization of its parent run). None without such a materialization."""
     while run is not None:
         records = instance.get_records_for_run(
             run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION

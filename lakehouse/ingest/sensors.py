@@ -15,6 +15,7 @@ import dagster as dg
 from lakehouse.ingest.assets import BRONZE_KEY, DEAD_LETTERS_KEY, RAW_KEY
 from lakehouse.resources import KafkaResource
 from lakehouse.resources.kafka import KafkaForbidden, KafkaUnavailable
+from lakehouse.runs import IN_FLIGHT, unfinished_run
 from lakehouse.settings import get_settings
 
 clickstream_ingest_job = dg.define_asset_job(
@@ -44,30 +45,16 @@ def run_key(name: str, end: dict[str, int]) -> str:
     return f"{name}@{digest}"
 
 
-IN_FLIGHT = ("QUEUED", "STARTING", "STARTED")  # not NOT_STARTED: a run a crashed tick created is resumed
-
-
-def in_flight(context: dg.SensorEvaluationContext, name: str) -> str | None:
-    """The id of a run of sensor `name` that is queued or running, if any. Runs requested every tick while
-    the last one waits would pile up in the run queue (each landing is slower than a tick on a small
-    machine) and keep other runs, the intraday refresh among them, out of the queue's slots."""
-    try:
-        instance = context.instance
-    except dg.DagsterInvariantViolationError:
-        return None  # evaluated outside a deployment (a test without an instance): no runs to look at
-    runs = instance.get_run_records(
-        filters=dg.RunsFilter(tags={"dagster/sensor_name": name},
-                              statuses=[dg.DagsterRunStatus[s] for s in IN_FLIGHT]), limit=1)  # fmt: skip
-    return runs[0].dagster_run.run_id if runs else None
-
-
 def kafka_sensor(name: str, job, topics_of: Callable[[KafkaResource], list[str]], description: str):
     @dg.sensor(name=name, job=job, minimum_interval_seconds=get_settings().sensor_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING, description=description)  # fmt: skip
     def _sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource):
-        busy = in_flight(context, name)
-        if busy is not None:  # its run lands up to the topic's end when it runs: one in flight is enough
-            return dg.SkipReason(f"the previous run ({busy}) is still queued or running")
+        # runs requested every tick while the last one waits would pile up in the run queue (a landing is
+        # slower than a tick on a small machine) and keep other runs, the intraday refresh among them, out
+        # of its slots; a run lands up to the topic's end when it runs: one in flight is enough
+        busy = unfinished_run(context.instance, {"dagster/sensor_name": name}, IN_FLIGHT)
+        if busy is not None:
+            return dg.SkipReason(f"the previous run ({busy.run_id}) is still queued or running")
         topics = topics_of(kafka)
         try:
             end = end_offsets(kafka, topics)

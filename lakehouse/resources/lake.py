@@ -75,10 +75,25 @@ class LakeResource(dg.ConfigurableResource):
         except TableNotFoundError:
             return None
 
-    def read(self, layer: str, table: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+    def existing(self, layer: str, table: str) -> DeltaTable:
+        """The Delta table; a clear error if it has not been written yet."""
         dt = self.table(layer, table)
         if dt is None:
             raise FileNotFoundError(
                 f"Delta table {self.table_uri(layer, table)} does not exist yet: materialize its asset first"
             )
+        return dt
+
+    def read(
+        self,
+        layer: str,
+        table: str,
+        columns: list[str] | None = None,
+        filters=None,
+        version: int | None = None,
+    ) -> pa.Table:
+        """The table's rows (as of `version`, if given)."""
+        dt = self.existing(layer, table)
+        if version is not None:
+            dt.load_as_version(version)
         return dt.to_pyarrow_table(columns=columns, filters=filters)

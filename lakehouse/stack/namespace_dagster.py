@@ -9,12 +9,9 @@ database."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +28,7 @@ from lakehouse.stack.dagster_services import (
     ensure_instance,
     ensure_storage,
 )
-from lakehouse.stack.process import wait_for
+from lakehouse.stack.process import stop_process_group, wait_for
 
 REPO_ROOT = Path(__file__).parents[2]
 
@@ -40,31 +37,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _stop_group(pid: int, created: float, timeout: float = 20.0) -> None:
-    """SIGTERM to the process group `pid` leads, SIGKILL to what is left after `timeout`."""
-
-    def members() -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if os.getpgid(proc.pid) == pid and proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
-        return found
-
-    with contextlib.suppress(psutil.Error):
-        leader = psutil.Process(pid)
-        if abs(leader.create_time() - created) > 1:
-            return  # the pid was reused: not ours
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        if not members():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + wait
-        while members() and time.monotonic() < deadline:
-            time.sleep(0.2)
 
 
 class NamespaceDagster:
@@ -168,7 +140,7 @@ class NamespaceDagster:
 
     def stop_processes(self) -> None:
         for pid, created in reversed(self.procs):
-            _stop_group(pid, created)
+            stop_process_group(pid, created, timeout=20)
         self.procs.clear()
         self.code = None
 
